@@ -1,0 +1,3 @@
+/* SPDX-License-Identifier: MIT */
+/* placeholder: replaced by the client library implementation */
+#include <sdrsa/client.h>

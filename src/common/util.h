@@ -1,0 +1,50 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * Small helpers shared by every layer: parsing of user-facing values (sizes,
+ * durations, socket addresses), monotonic time, and full-buffer I/O on
+ * blocking descriptors. No global state; nothing here prints.
+ */
+#ifndef SDRSA_COMMON_UTIL_H
+#define SDRSA_COMMON_UTIL_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/socket.h>
+
+#define ARRAY_SIZE(a) (sizeof(a) / sizeof((a)[0]))
+#define MIN(a, b) ((a) < (b) ? (a) : (b))
+#define MAX(a, b) ((a) > (b) ? (a) : (b))
+
+/* "4G", "512M", "4096", "1.5G" (K/M/G/T, powers of 1024, optional trailing
+ * "B" or "iB"). Returns 0, -EINVAL (syntax or unknown unit) or -ERANGE. */
+int sdrsa_parse_size(const char *s, uint64_t *out);
+
+/* "250ms", "2s", "1m", or a bare number of seconds. Result in ms. */
+int sdrsa_parse_duration_ms(const char *s, uint64_t *out);
+
+/* Resolve "HOST:PORT", "HOST", "[V6]:PORT", "unix:PATH" or "/PATH" into a
+ * sockaddr. default_port applies when no port is given. Returns 0 or
+ * -EINVAL / -ENAMETOOLONG / -EHOSTUNREACH (name did not resolve). */
+int sdrsa_parse_sockaddr(const char *s, int default_port, struct sockaddr_storage *ss,
+			 socklen_t *len);
+/* Format a sockaddr as "1.2.3.4:5", "[::1]:5" or "unix:/path". */
+void sdrsa_format_sockaddr(const struct sockaddr *sa, socklen_t len, char *buf, size_t n);
+/* True for 127.0.0.0/8, ::1, ::ffff:127.x and Unix sockets. */
+int sdrsa_sockaddr_is_local(const struct sockaddr *sa);
+
+uint64_t sdrsa_now_ns(void);
+static inline uint64_t sdrsa_now_ms(void)
+{
+	return sdrsa_now_ns() / 1000000u;
+}
+
+/* Read or write exactly n bytes on a blocking fd, retrying on EINTR.
+ * Returns 0, -ECONNRESET on EOF, or -errno. */
+int sdrsa_read_full(int fd, void *buf, size_t n);
+int sdrsa_write_full(int fd, const void *buf, size_t n);
+
+/* Hex helpers for keys. Return 0 or -EINVAL. */
+int sdrsa_hex_decode(const char *hex, uint8_t *out, size_t n);
+void sdrsa_hex_encode(const uint8_t *in, size_t n, char *out);
+
+#endif

@@ -1,0 +1,3 @@
+/* SPDX-License-Identifier: MIT */
+/* placeholder: replaced by the server implementation */
+#include <sdrsa/protocol.h>
