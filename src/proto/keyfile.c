@@ -7,7 +7,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "common/keyfile.h"
+#include "proto/keyfile.h"
 #include "common/util.h"
 
 int sdrsa_keyfile_parse(const char *path, sdrsa_keyfile_cb cb, void *userdata, int *bad_line)

@@ -6,8 +6,8 @@
  * Both refuse a file that group or others can read, as ssh does, because a
  * key that leaked lets its holder read that client's pages.
  */
-#ifndef SDRSA_COMMON_KEYFILE_H
-#define SDRSA_COMMON_KEYFILE_H
+#ifndef SDRSA_PROTO_KEYFILE_H
+#define SDRSA_PROTO_KEYFILE_H
 
 #include <stddef.h>
 #include <stdint.h>
