@@ -120,7 +120,7 @@ int sdrsa_parse_sockaddr(const char *s, int default_port, struct sockaddr_storag
 	if (port_str) {
 		char *end;
 		long p = strtol(port_str, &end, 10);
-		if (!*port_str || *end || p <= 0 || p > 65535)
+		if (!*port_str || *end || p < 0 || p > 65535)
 			return -EINVAL;
 	} else {
 		snprintf(portbuf, sizeof(portbuf), "%d", default_port);

@@ -23,7 +23,8 @@ int sdrsa_parse_size(const char *s, uint64_t *out);
 int sdrsa_parse_duration_ms(const char *s, uint64_t *out);
 
 /* Resolve "HOST:PORT", "HOST", "[V6]:PORT", "unix:PATH" or "/PATH" into a
- * sockaddr. default_port applies when no port is given. Returns 0 or
+ * sockaddr. default_port applies when no port is given; port 0 is accepted
+ * (a listener asks for any free port). Returns 0 or
  * -EINVAL / -ENAMETOOLONG / -EHOSTUNREACH (name did not resolve). */
 int sdrsa_parse_sockaddr(const char *s, int default_port, struct sockaddr_storage *ss,
 			 socklen_t *len);

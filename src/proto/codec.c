@@ -208,21 +208,45 @@ uint64_t sdrsa_meta_csum(const void *meta, size_t n)
 	return XXH3_64bits(meta, n);
 }
 
-uint64_t sdrsa_page_csum(const void *page, uint64_t addr)
+static uint64_t page_csum_generic(const void *page, uint64_t addr)
 {
 	return XXH3_64bits_withSeed(page, SDRSA_PAGE_SIZE, addr);
 }
 
+#ifdef SDRSA_CSUM_AVX2
+uint64_t proto_page_csum_avx2(const void *page, uint64_t addr); /* csum_avx2.c */
+#endif
+
+/* The same checksum built for AVX2 when the CPU has it: 68 instead of 208 ns
+ * per page here (see csum_avx2.c). Chosen once, before main(). */
+static uint64_t (*page_csum_impl)(const void *page, uint64_t addr) = page_csum_generic;
+
+__attribute__((constructor)) static void page_csum_select(void)
+{
+#ifdef SDRSA_CSUM_AVX2
+	__builtin_cpu_init();
+	if (__builtin_cpu_supports("avx2"))
+		page_csum_impl = proto_page_csum_avx2;
+#endif
+}
+
+uint64_t sdrsa_page_csum(const void *page, uint64_t addr)
+{
+	return page_csum_impl(page, addr);
+}
+
 int sdrsa_page_is_zero(const void *page)
 {
-	const uint64_t *w = page;
+	const uint8_t *p = page;
 
-	/* OR-reduce in blocks: the compiler vectorises this loop, and most
-	 * non-zero pages exit in the first block. */
-	for (size_t i = 0; i < SDRSA_PAGE_SIZE / 8; i += 8) {
-		uint64_t acc = w[i] | w[i + 1] | w[i + 2] | w[i + 3] | w[i + 4] | w[i + 5] |
-			       w[i + 6] | w[i + 7];
-		if (acc)
+	/* Page data sits wherever its frame landed in a receive buffer, not
+	 * always 8-byte aligned: load through memcpy (one vector load each).
+	 * OR-reduce 64 bytes at a time; most non-zero pages exit at once. */
+	for (size_t i = 0; i < SDRSA_PAGE_SIZE; i += 64) {
+		uint64_t w[8];
+
+		memcpy(w, p + i, sizeof(w));
+		if (w[0] | w[1] | w[2] | w[3] | w[4] | w[5] | w[6] | w[7])
 			return 0;
 	}
 	return 1;
@@ -266,7 +290,8 @@ int sdrsa_hello_decode(const uint8_t *in, size_t n, struct sdrsa_hello *out)
 	memcpy(m.nonce, in, SDRSA_NONCE_SIZE);
 	memcpy(m.name, in + SDRSA_NONCE_SIZE + 1, name_len);
 	m.name[name_len] = '\0';
-	if (!sdrsa_name_valid(m.name))
+	/* A NUL inside the name would make "a\0c" authenticate as "a". */
+	if (strlen(m.name) != name_len || !sdrsa_name_valid(m.name))
 		return -EBADMSG;
 	*out = m;
 	return 0;
