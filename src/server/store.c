@@ -1,0 +1,294 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * Page store; see store.h. Every operation on a page runs under its index
+ * shard lock, start to end: lookup, quota and slot accounting, and the copy of
+ * the bytes. The pool lock nests inside (shard -> pool); namespace counters
+ * are atomics and take no lock.
+ *
+ * Checksums and zero detection (XXH3 and an OR scan over 4 KiB) run before
+ * the lock is taken, so the critical section is a lookup and one memcpy.
+ */
+#include <errno.h>
+#include <stdatomic.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <sdrsa/protocol.h>
+
+#include "server/index.h"
+#include "server/pool.h"
+#include "server/store.h"
+
+struct sdrsa_store {
+	struct sdrsa_pool *pool;
+	struct sdrsa_index *index;
+	struct sdrsa_ns_table *nst;
+	uint64_t quota;
+	uint64_t max_zero;
+	_Atomic uint64_t zero_pages; /* zero pages in all namespaces */
+};
+
+int sdrsa_store_new(const struct sdrsa_store_config *cfg, struct sdrsa_store **ret)
+{
+	struct sdrsa_store *st;
+	int rc;
+
+	if (!cfg || !ret || cfg->pool_pages == 0 || cfg->pool_pages > SDRSA_POOL_MAX_PAGES)
+		return -EINVAL;
+	st = calloc(1, sizeof(*st));
+	if (!st)
+		return -ENOMEM;
+	st->quota = cfg->quota_pages;
+	st->max_zero = cfg->max_zero_pages;
+	if (!st->max_zero) {
+		st->max_zero = 4 * cfg->pool_pages;
+		if (st->max_zero < (1u << 20))
+			st->max_zero = 1u << 20;
+	}
+	rc = sdrsa_pool_new(cfg->pool_pages, cfg->lock, &st->pool);
+	if (rc)
+		goto out_free;
+	rc = sdrsa_index_new(&st->index);
+	if (rc)
+		goto out_pool;
+	rc = sdrsa_ns_table_new(cfg->max_namespaces, cfg->quota_pages, &st->nst);
+	if (rc)
+		goto out_index;
+	*ret = st;
+	return 0;
+
+out_index:
+	sdrsa_index_free(st->index);
+out_pool:
+	sdrsa_pool_free(st->pool);
+out_free:
+	free(st);
+	return rc;
+}
+
+void sdrsa_store_free(struct sdrsa_store *st)
+{
+	if (!st)
+		return;
+	sdrsa_ns_table_free(st->nst);
+	sdrsa_index_free(st->index);
+	sdrsa_pool_free(st->pool);
+	free(st);
+}
+
+int sdrsa_store_open(struct sdrsa_store *st, const char *name, struct sdrsa_ns **ret)
+{
+	if (!st)
+		return -EINVAL;
+	return sdrsa_ns_open(st->nst, name, ret);
+}
+
+void sdrsa_store_close(struct sdrsa_store *st, struct sdrsa_ns *ns)
+{
+	if (st)
+		sdrsa_ns_close(st->nst, ns);
+}
+
+static int zero_charge(struct sdrsa_store *st)
+{
+	uint64_t old = atomic_fetch_add_explicit(&st->zero_pages, 1, memory_order_relaxed);
+
+	if (old >= st->max_zero) {
+		atomic_fetch_sub_explicit(&st->zero_pages, 1, memory_order_relaxed);
+		return -ENOSPC;
+	}
+	return 0;
+}
+
+static void zero_uncharge(struct sdrsa_store *st, struct sdrsa_ns *ns)
+{
+	atomic_fetch_sub_explicit(&st->zero_pages, 1, memory_order_relaxed);
+	atomic_fetch_sub_explicit(&ns->zero_pages, 1, memory_order_relaxed);
+}
+
+/* Replace the contents of an existing entry. Shard locked. */
+static int overwrite(struct sdrsa_store *st, struct sdrsa_ns *ns, struct sdrsa_index_ent *e,
+		     const void *page, uint64_t csum, int zero)
+{
+	uint32_t slot;
+	int rc;
+
+	if (zero) {
+		if (e->slot == SDRSA_SLOT_ZERO)
+			return 1;
+		/* Data -> zero: the bucket stays, the slot goes. Counted as a
+		 * zero page even over max_zero: it only shrinks memory use. */
+		atomic_fetch_add_explicit(&st->zero_pages, 1, memory_order_relaxed);
+		atomic_fetch_add_explicit(&ns->zero_pages, 1, memory_order_relaxed);
+		sdrsa_pool_release(st->pool, e->slot);
+		e->slot = SDRSA_SLOT_ZERO;
+		e->csum = 0;
+		return 1;
+	}
+	if (e->slot == SDRSA_SLOT_ZERO) {
+		/* Zero -> data needs a slot; without one the zero page stays. */
+		rc = sdrsa_pool_alloc(st->pool, &slot);
+		if (rc)
+			return rc;
+		zero_uncharge(st, ns);
+		e->slot = slot;
+	}
+	memcpy(sdrsa_pool_page(st->pool, e->slot), page, SDRSA_PAGE_SIZE);
+	e->csum = csum;
+	return 0;
+}
+
+int sdrsa_store_put(struct sdrsa_store *st, struct sdrsa_ns *ns, uint64_t addr, const void *page,
+		    uint64_t csum)
+{
+	struct sdrsa_index_shard *sh;
+	struct sdrsa_index_ent *e;
+	uint32_t slot = SDRSA_SLOT_ZERO;
+	uint64_t h;
+	int zero, rc;
+
+	if (addr % SDRSA_PAGE_SIZE)
+		return -EINVAL;
+	if (page && sdrsa_page_csum(page, addr) != csum)
+		return -EBADMSG;
+	zero = !page || sdrsa_page_is_zero(page);
+	h = sdrsa_index_hash(ns->id, addr);
+	sh = sdrsa_index_lock(st->index, h);
+	e = sdrsa_index_find(sh, h, ns->id, addr);
+	if (e) {
+		rc = overwrite(st, ns, e, page, csum, zero);
+		goto out;
+	}
+	rc = sdrsa_ns_charge(st->nst, ns);
+	if (rc)
+		goto out;
+	rc = zero ? zero_charge(st) : sdrsa_pool_alloc(st->pool, &slot);
+	if (rc)
+		goto out_uncharge;
+	rc = sdrsa_index_insert(sh, h, ns->id, addr, &e);
+	if (rc)
+		goto out_release;
+	e->slot = slot;
+	if (zero) {
+		atomic_fetch_add_explicit(&ns->zero_pages, 1, memory_order_relaxed);
+		rc = 1;
+	} else {
+		memcpy(sdrsa_pool_page(st->pool, slot), page, SDRSA_PAGE_SIZE);
+		e->csum = csum;
+	}
+	goto out;
+
+out_release:
+	if (zero)
+		atomic_fetch_sub_explicit(&st->zero_pages, 1, memory_order_relaxed);
+	else
+		sdrsa_pool_release(st->pool, slot);
+out_uncharge:
+	sdrsa_ns_uncharge(st->nst, ns, 1);
+out:
+	sdrsa_index_unlock(sh);
+	return rc;
+}
+
+int sdrsa_store_get(struct sdrsa_store *st, struct sdrsa_ns *ns, uint64_t addr, void *page,
+		    uint64_t *csum)
+{
+	struct sdrsa_index_shard *sh;
+	struct sdrsa_index_ent *e;
+	uint64_t h;
+	int rc;
+
+	if (addr % SDRSA_PAGE_SIZE)
+		return -EINVAL;
+	h = sdrsa_index_hash(ns->id, addr);
+	sh = sdrsa_index_lock(st->index, h);
+	e = sdrsa_index_find(sh, h, ns->id, addr);
+	if (!e) {
+		rc = -ENOENT;
+	} else if (e->slot == SDRSA_SLOT_ZERO) {
+		*csum = 0;
+		rc = 1;
+	} else {
+		/* Under the shard lock: the slot cannot change owner meanwhile. */
+		memcpy(page, sdrsa_pool_page(st->pool, e->slot), SDRSA_PAGE_SIZE);
+		*csum = e->csum;
+		rc = 0;
+	}
+	sdrsa_index_unlock(sh);
+	return rc;
+}
+
+/* Release what an entry holds; its bucket is removed by the caller. */
+static void release_ent(struct sdrsa_store *st, struct sdrsa_ns *ns,
+			const struct sdrsa_index_ent *e)
+{
+	if (e->slot == SDRSA_SLOT_ZERO)
+		zero_uncharge(st, ns);
+	else
+		sdrsa_pool_release(st->pool, e->slot);
+}
+
+int sdrsa_store_drop(struct sdrsa_store *st, struct sdrsa_ns *ns, uint64_t addr)
+{
+	struct sdrsa_index_shard *sh;
+	struct sdrsa_index_ent *e;
+	uint64_t h;
+	int rc = 0;
+
+	if (addr % SDRSA_PAGE_SIZE)
+		return -EINVAL;
+	h = sdrsa_index_hash(ns->id, addr);
+	sh = sdrsa_index_lock(st->index, h);
+	e = sdrsa_index_find(sh, h, ns->id, addr);
+	if (e) {
+		release_ent(st, ns, e);
+		sdrsa_index_remove(sh, e);
+		sdrsa_ns_uncharge(st->nst, ns, 1);
+	} else {
+		rc = -ENOENT;
+	}
+	sdrsa_index_unlock(sh);
+	return rc;
+}
+
+struct drop_all_ctx {
+	struct sdrsa_store *st;
+	struct sdrsa_ns *ns;
+};
+
+static void drop_all_cb(void *userdata, const struct sdrsa_index_ent *e)
+{
+	struct drop_all_ctx *c = userdata;
+
+	release_ent(c->st, c->ns, e);
+	sdrsa_ns_uncharge(c->st->nst, c->ns, 1);
+}
+
+uint64_t sdrsa_store_drop_all(struct sdrsa_store *st, struct sdrsa_ns *ns)
+{
+	struct drop_all_ctx c = {st, ns};
+
+	/* A fast exit for the common "start clean" call of a new client. */
+	if (!atomic_load_explicit(&ns->pages, memory_order_relaxed))
+		return 0;
+	return sdrsa_index_remove_ns(st->index, ns->id, drop_all_cb, &c);
+}
+
+void sdrsa_store_counts(struct sdrsa_store *st, struct sdrsa_store_counts *out)
+{
+	out->pool_pages = sdrsa_pool_pages(st->pool);
+	out->used_pages = sdrsa_pool_used(st->pool);
+	out->zero_pages = atomic_load_explicit(&st->zero_pages, memory_order_relaxed);
+	out->namespaces = sdrsa_ns_nonempty(st->nst);
+}
+
+uint64_t sdrsa_store_quota(const struct sdrsa_store *st)
+{
+	return st->quota;
+}
+
+void sdrsa_store_foreach_ns(struct sdrsa_store *st,
+			    void (*cb)(void *userdata, const struct sdrsa_ns *ns), void *userdata)
+{
+	sdrsa_ns_foreach(st->nst, cb, userdata);
+}

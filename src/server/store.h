@@ -1,0 +1,84 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * The page store: what a memory server does with pages, without sockets.
+ * It joins the pool (slots), the index ((namespace, addr) -> slot) and the
+ * namespace table (names, quotas), and is what tests/unit/test_store.c tests.
+ *
+ * Rules it keeps:
+ *  - pages are keyed by (namespace, address): one namespace can never see,
+ *    replace or free another's pages;
+ *  - an all-zero page takes no slot;
+ *  - a new page is refused with -EDQUOT when its namespace is at its quota and
+ *    with -ENOSPC when the pool is full; nothing stored is ever dropped or
+ *    replaced to make room; replacing a page reuses its slot;
+ *  - the client's page checksum is checked on put, stored with the page and
+ *    returned unchanged on get (end to end);
+ *  - page bytes are copied in and out under the index shard lock, so a get
+ *    never sees a slot that was freed and reused meanwhile.
+ *
+ * Every function is thread-safe. Namespaces come from sdrsa_store_open() and
+ * stay valid until sdrsa_store_free().
+ */
+#ifndef SDRSA_SERVER_STORE_H
+#define SDRSA_SERVER_STORE_H
+
+#include <stdint.h>
+
+#include "server/ns.h"
+
+struct sdrsa_store;
+
+struct sdrsa_store_config {
+	uint64_t pool_pages;  /* slots; > 0 */
+	int lock;	      /* mlock the pool */
+	uint64_t quota_pages; /* per namespace, data + zero pages; 0: none */
+	/* All-zero pages take no slot but an index bucket each; this bounds
+	 * them. 0: max(4 x pool_pages, 2^20). */
+	uint64_t max_zero_pages;
+	unsigned max_namespaces; /* 0: SDRSA_NS_MAX_DEFAULT */
+};
+
+/* Returns 0, -EINVAL, or an error of sdrsa_pool_new() (-ENOMEM, -EPERM). */
+int sdrsa_store_new(const struct sdrsa_store_config *cfg, struct sdrsa_store **ret);
+void sdrsa_store_free(struct sdrsa_store *st);
+
+/* Bind a session to the namespace of `name` (created if new). Returns 0,
+ * -EINVAL or -ENOSPC (namespace table full). Pair with sdrsa_store_close(). */
+int sdrsa_store_open(struct sdrsa_store *st, const char *name, struct sdrsa_ns **ret);
+void sdrsa_store_close(struct sdrsa_store *st, struct sdrsa_ns *ns);
+
+/*
+ * Store a page. `page` is SDRSA_PAGE_SIZE bytes with `csum` its
+ * sdrsa_page_csum(), or NULL for a page the client marked all-zero (csum is
+ * then ignored). Returns 0 (stored in a slot), 1 (stored as a zero page),
+ * -EINVAL (address not page-aligned), -EBADMSG (csum does not match the
+ * data; nothing changed), -EDQUOT, -ENOSPC, or -ENOMEM (index could not grow).
+ */
+int sdrsa_store_put(struct sdrsa_store *st, struct sdrsa_ns *ns, uint64_t addr, const void *page,
+		    uint64_t csum);
+/*
+ * Fetch a page. Returns 0 with the data copied into `page` and its stored
+ * checksum in *csum; 1 for a zero page (`page` untouched, *csum = 0);
+ * -ENOENT when nothing is stored there; -EINVAL (misaligned).
+ */
+int sdrsa_store_get(struct sdrsa_store *st, struct sdrsa_ns *ns, uint64_t addr, void *page,
+		    uint64_t *csum);
+/* Drop a page: 0, -ENOENT, -EINVAL. */
+int sdrsa_store_drop(struct sdrsa_store *st, struct sdrsa_ns *ns, uint64_t addr);
+/* Drop every page of the namespace; returns how many. */
+uint64_t sdrsa_store_drop_all(struct sdrsa_store *st, struct sdrsa_ns *ns);
+
+struct sdrsa_store_counts {
+	uint64_t pool_pages; /* slots */
+	uint64_t used_pages; /* slots holding data */
+	uint64_t zero_pages; /* zero pages (no slot) */
+	uint64_t namespaces; /* namespaces holding at least one page */
+};
+void sdrsa_store_counts(struct sdrsa_store *st, struct sdrsa_store_counts *out);
+uint64_t sdrsa_store_quota(const struct sdrsa_store *st);
+
+/* Call cb for each namespace (see sdrsa_ns_foreach()). */
+void sdrsa_store_foreach_ns(struct sdrsa_store *st,
+			    void (*cb)(void *userdata, const struct sdrsa_ns *ns), void *userdata);
+
+#endif
