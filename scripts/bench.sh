@@ -1,0 +1,42 @@
+#!/usr/bin/env bash
+# SPDX-License-Identifier: MIT
+#
+# Build the benchmark and run it: 4 KiB pages on loopback, sdrsa against a raw
+# TCP baseline, memcached and Redis, all in one run (see docs/PERFORMANCE.md).
+#
+#   scripts/bench.sh                  full run, pinned and unpinned placements
+#   scripts/bench.sh --quick          short smoke run
+#   scripts/bench.sh --placement all  also client and server on different CPUs
+#
+# Arguments are passed to pagebench (pagebench --help lists them). Installs
+# what is missing through scripts/deps.sh (root needed the first time), builds
+# a release build in $BUILDDIR (build-bench), and writes the report and a CSV
+# to $RESULTS_DIR (build-bench/results) as pagebench-DATE.txt and .csv.
+# Exit status is pagebench's: 0 measured, 1 something failed, 2 usage.
+set -eu
+cd "$(dirname "$0")/.."
+
+scripts/deps.sh
+
+builddir=${BUILDDIR:-build-bench}
+if [ -f "$builddir/build.ninja" ]; then
+	meson configure "$builddir" -Dbench=true -Dbuildtype=release >/dev/null
+else
+	meson setup "$builddir" -Dbench=true -Dbuildtype=release >/dev/null
+fi
+ninja -C "$builddir" bench/pagebench src/bin/memory-server >/dev/null
+
+# The figures mean something only on an otherwise idle machine.
+load=$(cut -d' ' -f1 /proc/loadavg)
+if awk -v l="$load" 'BEGIN { exit !(l > 0.5) }'; then
+	echo "bench.sh: warning: load average is $load; other work will skew the figures" >&2
+fi
+
+results=${RESULTS_DIR:-$builddir/results}
+mkdir -p "$results"
+out="$results/pagebench-$(date -u +%Y%m%d-%H%M%S)"
+"$builddir/bench/pagebench" --server-bin "$builddir/src/bin/memory-server" \
+	--csv "$out.csv" "$@" 2>&1 | tee "$out.txt"
+status=${PIPESTATUS[0]}
+echo "bench.sh: results in $out.txt and $out.csv" >&2
+exit "$status"
