@@ -10,13 +10,15 @@
 #   libxxhash-dev    end-to-end page checksum (XXH3-64: ~30 GB/s, far below wire cost)
 #   libcmocka-dev    unit tests
 #   memcached, redis-server, libmemcached-dev, libhiredis-dev   peers compared in bench/
-#   iproute2, procps                  tests inspect sockets and processes
+#   iproute2, procps                  tests make network namespaces, inspect processes
+#   qemu-system-x86, busybox-static, cpio   the guest of tests/vm (guest/build.sh)
 set -eu
 
 pkgs=(meson ninja-build pkg-config gcc clang libclang-rt-14-dev
       libsodium-dev libxxhash-dev libcmocka-dev
       memcached redis-server libmemcached-dev libhiredis-dev
-      iproute2 procps)
+      iproute2 procps
+      qemu-system-x86 busybox-static cpio)
 
 missing=()
 for p in "${pkgs[@]}"; do
