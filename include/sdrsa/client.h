@@ -91,7 +91,8 @@ void sdrsa_key_generate(uint8_t key[SDRSA_KEY_SIZE]);
 int sdrsa_get(struct sdrsa_client *c, uint64_t addr, void *page);
 int sdrsa_put(struct sdrsa_client *c, uint64_t addr, const void *page);
 /* Store put_page at put_addr and fetch get_addr in one round trip. Returns the
- * put's error first, then the get's. */
+ * put's error first, then the get's; get_page is written only when both
+ * succeeded (0). */
 int sdrsa_swap(struct sdrsa_client *c, uint64_t put_addr, const void *put_page,
 	       uint64_t get_addr, void *get_page);
 /* Batched forms: any n (split into frames as needed). results[i] (may be

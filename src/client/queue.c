@@ -321,7 +321,7 @@ static int handle_entries(struct sdrsa_client *c, uint32_t head, const struct sd
 {
 	const uint8_t *data = payload + sdrsa_meta_len(h);
 	uint32_t i = head;
-	int rc;
+	int rc, put_r = 0;
 
 	if (h->status != SDRSA_S_OK && h->count == 0) {
 		int err = sdrsa_status_errno(h->status);
@@ -358,6 +358,14 @@ static int handle_entries(struct sdrsa_client *c, uint32_t head, const struct sd
 			data += SDRSA_PAGE_SIZE;
 		}
 		r = e.addr == op->addr ? sdrsa_status_errno(e.status) : -EBADMSG;
+		/* A swap returns the put's error first and writes its get
+		 * page only on success: not when the put half failed. */
+		if (h->opcode == SDRSA_OP_SWAP) {
+			if (k == 0)
+				put_r = r;
+			else if (r == 0)
+				r = put_r;
+		}
 		if (r == 0 && op->kind == SDRSA_OP_GET) {
 			if (e.flags & SDRSA_EF_ZERO)
 				memset(op->page, 0, SDRSA_PAGE_SIZE);

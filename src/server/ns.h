@@ -7,7 +7,7 @@
  * zero) against the quota with atomics, so the request path takes no lock.
  *
  * The table (name -> namespace) has its own mutex, taken only when a
- * connection opens or closes a namespace, for STATS and for dumps; it is
+ * connection opens or closes a namespace and for dumps (SIGUSR1); it is
  * never held together with an index shard lock. A namespace holding no page
  * and no connection may be recycled (its id given to a new name) once the
  * table is full, so the table cannot grow without bound.

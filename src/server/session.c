@@ -175,9 +175,13 @@ static void do_hello(struct conn *c, const struct sdrsa_hdr *h, const uint8_t *p
 	uint8_t buf[SDRSA_CHALLENGE_SIZE];
 	int auth;
 
-	if (h->count || !small_csum_ok(h, payload)) {
-		fatal(c, h, h->count ? SDRSA_S_BAD_FRAME : SDRSA_S_CHECKSUM, "malformed HELLO (%s)",
-		      h->count ? "entries" : "checksum");
+	if (h->count || h->len > SDRSA_HELLO_MAX) {
+		fatal(c, h, SDRSA_S_BAD_FRAME, "malformed HELLO (%s)",
+		      h->count ? "entries" : "too long");
+		return;
+	}
+	if (!small_csum_ok(h, payload)) {
+		fatal(c, h, SDRSA_S_CHECKSUM, "malformed HELLO (checksum)");
 		return;
 	}
 	if (sdrsa_hello_decode(payload, h->len, &hello)) {
@@ -480,12 +484,23 @@ static void handle_frame(struct conn *c, const struct sdrsa_hdr *h, const uint8_
 	}
 }
 
+/*
+ * Before WELCOME no frame is longer than a HELLO, and every refusal there is
+ * decided on the header (handle_frame() reads no payload of such a frame): a
+ * longer frame is refused as soon as its header is in, so that a peer that has
+ * not authenticated cannot make us buffer up to 1 MiB per connection.
+ */
+static int refused_on_header(const struct conn *c, const struct sdrsa_hdr *h)
+{
+	return c->state != CS_READY && h->len > SDRSA_HELLO_MAX;
+}
+
 size_t session_frame_need(const struct conn *c)
 {
 	struct sdrsa_hdr h;
 	int rc = sdrsa_hdr_decode(c->in + c->in_start, c->in_end - c->in_start, &h);
 
-	if (rc == 0 || rc == -EINVAL)
+	if ((rc == 0 || rc == -EINVAL) && !refused_on_header(c, &h))
 		return SDRSA_HDR_SIZE + (size_t)h.len;
 	return SDRSA_HDR_SIZE;
 }
@@ -501,7 +516,7 @@ int session_process(struct conn *c)
 {
 	while (!c->closing && !c->oom) {
 		size_t avail = c->in_end - c->in_start;
-		const uint8_t *p = c->in + c->in_start;
+		const uint8_t *p = c->in + c->in_start, *payload;
 		struct sdrsa_hdr h;
 		int rc;
 
@@ -527,10 +542,18 @@ int session_process(struct conn *c)
 			      h.count);
 			break;
 		}
-		if (avail < SDRSA_HDR_SIZE + (size_t)h.len)
-			break;
-		/* Consume first: the payload stays in place until the next read. */
-		c->in_start += SDRSA_HDR_SIZE + (size_t)h.len;
+		if (refused_on_header(c, &h)) {
+			/* Every path below closes the connection and drops the
+			 * input; the payload is never read. */
+			c->in_start += SDRSA_HDR_SIZE;
+			payload = NULL;
+		} else {
+			if (avail < SDRSA_HDR_SIZE + (size_t)h.len)
+				break;
+			/* Consume first: the payload stays in place until the next read. */
+			c->in_start += SDRSA_HDR_SIZE + (size_t)h.len;
+			payload = p + SDRSA_HDR_SIZE;
+		}
 		if (rc == -EINVAL) {
 			c->frames++;
 			if (c->state != CS_READY)
@@ -540,7 +563,7 @@ int session_process(struct conn *c)
 				frame_error(c, &h, SDRSA_S_BAD_FRAME, "unknown header flags");
 			continue;
 		}
-		handle_frame(c, &h, p + SDRSA_HDR_SIZE);
+		handle_frame(c, &h, payload);
 	}
 	if (c->in_start == c->in_end)
 		c->in_start = c->in_end = 0;

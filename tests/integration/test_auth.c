@@ -2,9 +2,10 @@
 /*
  * Authentication with --key-file: the right key is welcomed and the server
  * proves it knows the key; a wrong key, an unknown client, a missing MAC, a
- * MAC replayed from another connection, and any operation before the
- * handshake ends are refused (AUTH_FAILED / AUTH_REQUIRED) and that
- * connection is closed, while a client connected before keeps its pages.
+ * MAC replayed from another connection, any operation before the handshake
+ * ends, and a frame before WELCOME longer than any handshake payload are
+ * refused (AUTH_FAILED / AUTH_REQUIRED / BAD_FRAME) and that connection is
+ * closed, while a client connected before keeps its pages.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -215,6 +216,61 @@ static int t_op_before_auth(void)
 	return H_PASS;
 }
 
+/*
+ * Before WELCOME no frame is longer than a HELLO. A longer one is refused as
+ * soon as its header is in (the status it would get anyway), without waiting
+ * for a payload: a peer that has not authenticated cannot make the server
+ * buffer up to 1 MiB per connection. Only the header is sent here.
+ */
+static int big_before_auth(uint8_t op, uint16_t count, uint32_t len, int after_hello,
+			   uint16_t status, const char *what)
+{
+	struct h_conn c;
+	struct sdrsa_hdr req;
+	uint8_t b[SDRSA_HDR_SIZE];
+	int fd = h_socket(&srv);
+
+	CHECK(fd >= 0);
+	memset(&c, 0, sizeof(c));
+	c.fd = fd;
+	if (after_hello) {
+		struct sdrsa_hello hello;
+		uint8_t out[SDRSA_HELLO_MAX];
+		size_t n;
+
+		memset(&hello, 0, sizeof(hello));
+		randombytes_buf(hello.nonce, sizeof(hello.nonce));
+		strcpy(hello.name, "alice");
+		n = sdrsa_hello_encode(&hello, out);
+		h_req(&c, &req, SDRSA_OP_HELLO, 0, (uint32_t)n, out);
+		CHECK(h_send_frame(fd, &req, out) == 0);
+		CHECK_OK(h_expect_status(fd, SDRSA_S_OK, req.req_id, 0, "HELLO"));
+	}
+	h_req(&c, &req, op, count, 0, NULL);
+	req.len = len;
+	sdrsa_hdr_encode(&req, b);
+	CHECK(h_send(fd, b, sizeof(b)) == 0);
+	CHECK_OK(h_expect_status(fd, status, req.req_id, 1, what));
+	close(fd);
+	return H_PASS;
+}
+
+static int t_big_before_auth(void)
+{
+	CHECK_OK(big_before_auth(SDRSA_OP_HELLO, 0, SDRSA_MAX_PAYLOAD, 0, SDRSA_S_BAD_FRAME,
+				 "HELLO of 1 MiB"));
+	CHECK_OK(big_before_auth(SDRSA_OP_HELLO, 0, SDRSA_HELLO_MAX + 1, 0, SDRSA_S_BAD_FRAME,
+				 "HELLO one byte too long"));
+	CHECK_OK(big_before_auth(SDRSA_OP_PUT, SDRSA_MAX_BATCH, SDRSA_MAX_PAYLOAD, 0,
+				 SDRSA_S_AUTH_REQUIRED, "PUT of 1 MiB before HELLO"));
+	CHECK_OK(big_before_auth(SDRSA_OP_AUTH, 0, SDRSA_MAX_PAYLOAD, 1, SDRSA_S_BAD_FRAME,
+				 "AUTH of 1 MiB"));
+	CHECK_OK(big_before_auth(SDRSA_OP_GET, SDRSA_MAX_BATCH, SDRSA_MAX_BATCH * ESZ, 1,
+				 SDRSA_S_AUTH_REQUIRED, "GET of 256 pages between HELLO and AUTH"));
+	CHECK_OK(h_victim_check(&srv, &victim));
+	return H_PASS;
+}
+
 /* AUTH without HELLO: refused one way or the other, and closed. */
 static int t_auth_without_hello(void)
 {
@@ -289,6 +345,7 @@ int main(int argc, char **argv)
 	h_run("replay", t_replay);
 	h_run("op_before_auth", t_op_before_auth);
 	h_run("auth_without_hello", t_auth_without_hello);
+	h_run("big_before_auth", t_big_before_auth);
 	h_run("hammer", t_hammer);
 	h_run("stats_count_failures", t_stats_count_failures);
 	h_victim_close(&victim);

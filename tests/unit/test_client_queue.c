@@ -411,6 +411,46 @@ static void internal_batch_and_simple_ops(void **state)
 	free_client(c);
 }
 
+/* sdrsa_swap() writes its get page only on success: a fetched page is not
+ * delivered when the put half of the swap was refused. */
+static void swap_delivers_only_when_both_succeed(void **state)
+{
+	struct sdrsa_client *c = new_client(SDRSA_MAX_BATCH);
+	struct client_batch b = { .first_idx = SIZE_MAX };
+	static uint8_t put[PAGE], src[PAGE], got[PAGE], untouched[PAGE], rep[HSZ + 2 * ESZ + PAGE];
+	static struct req reqs[2];
+	const uint8_t *p[2] = { NULL, src };
+	size_t len;
+
+	(void)state;
+	fill_page(put, 1);
+	fill_page(src, 2);
+	memset(got, 0xaa, sizeof(got));
+	memset(untouched, 0xaa, sizeof(untouched));
+	assert_int_equal(client_queue_swap(c, 0x7000, put, 0x8000, got, &b), 0);
+	assert_int_equal(flush_and_parse(c, reqs, 2), 1);
+	len = put_reply(rep, &reqs[0], 0, (const uint16_t[]){ SDRSA_S_QUOTA, 0 }, NULL, p);
+	feed(c, rep, len);
+	assert_int_equal(client_process_rbuf(c), 0);
+	assert_int_equal(b.done, 2);
+	assert_int_equal(b.first_idx, 0);
+	assert_int_equal(b.first_err, -EDQUOT);
+	assert_memory_equal(got, untouched, PAGE);
+
+	/* both halves fine: delivered */
+	memset(&b, 0, sizeof(b));
+	b.first_idx = SIZE_MAX;
+	assert_int_equal(client_queue_swap(c, 0x7000, put, 0x8000, got, &b), 0);
+	assert_int_equal(flush_and_parse(c, reqs, 2), 1);
+	len = put_reply(rep, &reqs[0], 0, NULL, NULL, p);
+	feed(c, rep, len);
+	assert_int_equal(client_process_rbuf(c), 0);
+	assert_int_equal(b.done, 2);
+	assert_int_equal(b.first_idx, SIZE_MAX);
+	assert_memory_equal(got, src, PAGE);
+	free_client(c);
+}
+
 static void slots_run_out_cleanly(void **state)
 {
 	struct sdrsa_client *c = new_client(SDRSA_MAX_BATCH);
@@ -506,6 +546,7 @@ int main(void)
 		cmocka_unit_test(replies_out_of_order_and_verified),
 		cmocka_unit_test(frame_errors),
 		cmocka_unit_test(internal_batch_and_simple_ops),
+		cmocka_unit_test(swap_delivers_only_when_both_succeed),
 		cmocka_unit_test(slots_run_out_cleanly),
 		cmocka_unit_test(big_frames_cross_the_buffer_end),
 		cmocka_unit_test(page_checksum_matches_codec),

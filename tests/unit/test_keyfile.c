@@ -2,8 +2,8 @@
 /*
  * Unit tests of the key file parser (src/proto/keyfile.c): valid files with
  * comments and blank lines, each kind of malformed line reported with its
- * line number, files readable by group or others refused with -EPERM, and
- * the callback's power to stop the parse.
+ * line number, lines longer than the parser's buffer, files readable by group
+ * or others refused with -EPERM, and the callback's power to stop the parse.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -184,6 +184,38 @@ static void test_malformed(void **state)
 	}
 }
 
+/* A line longer than the parser's buffer is one line: a long comment is
+ * skipped whole (its tail is not read as a key line) and the numbering of
+ * later lines stays right; a long line that is not a comment is malformed. */
+static void test_long_lines(void **state)
+{
+	char text[2048], pad[701];
+	struct seen s = { 0 };
+	int bad = 0;
+
+	(void)state;
+	memset(pad, 'x', sizeof(pad) - 1);
+	pad[sizeof(pad) - 1] = '\0';
+	/* the tail of the comment, past 511 bytes, looks like a key line */
+	snprintf(text, sizeof(text),
+		 "#%s mallory " KEY_B "\n"
+		 "alice " KEY_A "   # %s\n"
+		 "bob " KEY_B "\n",
+		 pad, pad);
+	write_file(text, 0600);
+	assert_int_equal(sdrsa_keyfile_parse(path, collect, &s, &bad), 0);
+	assert_int_equal(s.n, 2);
+	assert_string_equal(s.names[0], "alice");
+	assert_string_equal(s.names[1], "bob");
+
+	s.n = 0;
+	snprintf(text, sizeof(text), "alice " KEY_A "\nbob " KEY_B " %s\ncarol " KEY_A "\n", pad);
+	write_file(text, 0600);
+	assert_int_equal(sdrsa_keyfile_parse(path, collect, &s, &bad), -EBADMSG);
+	assert_int_equal(bad, 2);
+	assert_int_equal(s.n, 1);
+}
+
 static void test_permissions(void **state)
 {
 	static const mode_t modes[] = { 0644, 0640, 0604, 0660, 0606, 0610, 0601, 0777 };
@@ -231,6 +263,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_empty, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_longest_name, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_malformed, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_long_lines, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_permissions, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_missing, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_callback_stops, setup, teardown),
