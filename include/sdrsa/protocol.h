@@ -175,6 +175,9 @@ struct sdrsa_stats {
 #define SDRSA_STATS_FIELDS (sizeof(struct sdrsa_stats) / sizeof(uint64_t))
 #define SDRSA_STATS_SIZE (4u + SDRSA_STATS_FIELDS * 8u)
 
+/* FREE_ALL reply payload: [pages freed 8]. */
+#define SDRSA_FREED_SIZE 8u
+
 /* Header. decode: -EAGAIN if fewer than SDRSA_HDR_SIZE bytes; -EPROTO on bad
  * magic; -EPROTONOSUPPORT on another version; -EMSGSIZE if len is over
  * SDRSA_MAX_PAYLOAD or count over SDRSA_MAX_BATCH; -EINVAL on unknown flags.
@@ -222,6 +225,10 @@ size_t sdrsa_welcome_encode(const struct sdrsa_welcome *m, uint8_t *out);
 int sdrsa_welcome_decode(const uint8_t *in, size_t n, struct sdrsa_welcome *out);
 size_t sdrsa_stats_encode(const struct sdrsa_stats *s, uint8_t *out);
 int sdrsa_stats_decode(const uint8_t *in, size_t n, struct sdrsa_stats *out);
+/* FREE_ALL reply. encode returns SDRSA_FREED_SIZE; decode -EBADMSG on any
+ * other size (*pages untouched). */
+size_t sdrsa_freed_encode(uint64_t pages, uint8_t *out);
+int sdrsa_freed_decode(const uint8_t *in, size_t n, uint64_t *pages);
 
 /*
  * Handshake MACs: HMAC-SHA256 keyed with the client's pre-shared key over a

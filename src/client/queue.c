@@ -306,15 +306,6 @@ static int closes_connection(unsigned status)
 	       status == SDRSA_S_AUTH_FAILED || status == SDRSA_S_BUSY;
 }
 
-static uint64_t get_le64(const uint8_t *p)
-{
-	uint64_t v = 0;
-
-	for (int i = 7; i >= 0; i--)
-		v = (v << 8) | p[i];
-	return v;
-}
-
 /* Reply to PUT, GET, SWAP or FREE: per-entry results, verified pages. */
 static int handle_entries(struct sdrsa_client *c, uint32_t head, const struct sdrsa_hdr *h,
 			  const uint8_t *payload)
@@ -403,10 +394,8 @@ static int handle_simple(struct sdrsa_client *c, uint32_t head, const struct sdr
 		else
 			memcpy(op->page, &s, sizeof(s));
 	} else if (r == 0 && op->kind == SDRSA_OP_FREE_ALL) {
-		if (h->len != 8)
+		if (sdrsa_freed_decode(payload, h->len, (uint64_t *)op->page) < 0)
 			r = -EBADMSG;
-		else
-			*(uint64_t *)op->page = get_le64(payload);
 	}
 	complete(c, head, r);
 	return r < 0 && closes_connection(h->status) ? r : 0;

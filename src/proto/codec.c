@@ -366,6 +366,20 @@ int sdrsa_stats_decode(const uint8_t *in, size_t n, struct sdrsa_stats *out)
 	return 0;
 }
 
+size_t sdrsa_freed_encode(uint64_t pages, uint8_t *out)
+{
+	put64(out, pages);
+	return SDRSA_FREED_SIZE;
+}
+
+int sdrsa_freed_decode(const uint8_t *in, size_t n, uint64_t *pages)
+{
+	if (n != SDRSA_FREED_SIZE)
+		return -EBADMSG;
+	*pages = get64(in);
+	return 0;
+}
+
 void sdrsa_auth_mac(const uint8_t key[SDRSA_KEY_SIZE], int server_side,
 		    const uint8_t client_nonce[SDRSA_NONCE_SIZE],
 		    const uint8_t server_nonce[SDRSA_NONCE_SIZE], const char *name,

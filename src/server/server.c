@@ -99,11 +99,6 @@ static void fmt_bytes(uint64_t b, char *buf, size_t n)
 
 /* ---- connections -------------------------------------------------------- */
 
-static inline size_t out_pending(const struct conn *c)
-{
-	return c->out_end - c->out_start;
-}
-
 static void conn_free(struct conn *c)
 {
 	struct worker *w = c->w;
@@ -412,14 +407,7 @@ static void accept_one(struct worker *w, int fd, const struct sockaddr_storage *
 	}
 	if (!c || !c->in || !c->out) {
 		srv_log(s, LOG_ERR, "refused %s: out of memory", peer);
-		if (c) {
-			free(c->in);
-			free(c->out);
-		}
-		free(c);
-		close(fd);
-		atomic_fetch_sub(&s->conns, 1);
-		return;
+		goto out_refuse;
 	}
 	c->kind = EP_CONN;
 	c->fd = fd;
@@ -435,12 +423,7 @@ static void accept_one(struct worker *w, int fd, const struct sockaddr_storage *
 	ev.data.ptr = c;
 	if (epoll_ctl(w->epfd, EPOLL_CTL_ADD, fd, &ev) < 0) {
 		srv_log(s, LOG_ERR, "refused %s: epoll_ctl: %s", peer, strerror(errno));
-		free(c->in);
-		free(c->out);
-		free(c);
-		close(fd);
-		atomic_fetch_sub(&s->conns, 1);
-		return;
+		goto out_refuse;
 	}
 	c->next = w->conns;
 	if (w->conns)
@@ -449,6 +432,16 @@ static void accept_one(struct worker *w, int fd, const struct sockaddr_storage *
 	w->nconns++;
 	atomic_fetch_add(&s->accepted, 1);
 	srv_log(s, LOG_DEBUG, "accepted %s", peer);
+	return;
+
+out_refuse:
+	if (c) {
+		free(c->in);
+		free(c->out);
+		free(c);
+	}
+	close(fd);
+	atomic_fetch_sub(&s->conns, 1);
 }
 
 static void do_accept(struct worker *w, struct listener *l)

@@ -132,6 +132,12 @@ struct sdrsa_server {
 	int log_level;
 };
 
+/* Bytes queued in c->out and not sent yet. */
+static inline size_t out_pending(const struct conn *c)
+{
+	return c->out_end - c->out_start;
+}
+
 /* Log one line at a syslog level (server.c). */
 void srv_log(struct sdrsa_server *s, int level, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));

@@ -27,11 +27,6 @@
 #include "common/util.h"
 #include "server/server_int.h"
 
-static inline size_t out_pending(const struct conn *c)
-{
-	return c->out_end - c->out_start;
-}
-
 /* Room for n more bytes at c->out + c->out_end, or NULL (c->oom set). */
 static uint8_t *out_reserve(struct conn *c, size_t n)
 {
@@ -419,12 +414,10 @@ static void do_stats(struct conn *c, const struct sdrsa_hdr *h)
 static void do_free_all(struct conn *c, const struct sdrsa_hdr *h)
 {
 	uint64_t n = sdrsa_store_drop_all(c->w->srv->store, c->ns);
-	uint8_t buf[8];
+	uint8_t buf[SDRSA_FREED_SIZE];
 
 	STAT_ADD(c->w, frees, n);
-	for (int i = 0; i < 8; i++)
-		buf[i] = (uint8_t)(n >> (8 * i));
-	reply_payload(c, h, c->ns_id, buf, sizeof(buf));
+	reply_payload(c, h, c->ns_id, buf, sdrsa_freed_encode(n, buf));
 }
 
 static void handle_frame(struct conn *c, const struct sdrsa_hdr *h, const uint8_t *payload)

@@ -48,7 +48,8 @@ int sdrsa_store_new(const struct sdrsa_store_config *cfg, struct sdrsa_store **r
 	rc = sdrsa_pool_new(cfg->pool_pages, cfg->lock, &st->pool);
 	if (rc)
 		goto out_free;
-	rc = sdrsa_index_new(&st->index);
+	rc = sdrsa_index_new(cfg->max_namespaces ? cfg->max_namespaces : SDRSA_NS_MAX_DEFAULT,
+			     &st->index);
 	if (rc)
 		goto out_pool;
 	rc = sdrsa_ns_table_new(cfg->max_namespaces, cfg->quota_pages, &st->nst);
@@ -271,6 +272,8 @@ uint64_t sdrsa_store_drop_all(struct sdrsa_store *st, struct sdrsa_ns *ns)
 	/* A fast exit for the common "start clean" call of a new client. */
 	if (!atomic_load_explicit(&ns->pages, memory_order_relaxed))
 		return 0;
+	/* Visits the sub-tables of this namespace only (index.h): the cost is
+	 * that of its own pages, whatever the other namespaces hold. */
 	return sdrsa_index_remove_ns(st->index, ns->id, drop_all_cb, &c);
 }
 
@@ -280,6 +283,11 @@ void sdrsa_store_counts(struct sdrsa_store *st, struct sdrsa_store_counts *out)
 	out->used_pages = sdrsa_pool_used(st->pool);
 	out->zero_pages = atomic_load_explicit(&st->zero_pages, memory_order_relaxed);
 	out->namespaces = sdrsa_ns_nonempty(st->nst);
+}
+
+void sdrsa_store_index_usage(struct sdrsa_store *st, struct sdrsa_index_usage *out)
+{
+	sdrsa_index_usage(st->index, out);
 }
 
 uint64_t sdrsa_store_quota(const struct sdrsa_store *st)

@@ -24,6 +24,7 @@
 
 #include <stdint.h>
 
+#include "server/index.h"
 #include "server/ns.h"
 
 struct sdrsa_store;
@@ -35,10 +36,10 @@ struct sdrsa_store_config {
 	/* All-zero pages take no slot but an index bucket each; this bounds
 	 * them. 0: max(4 x pool_pages, 2^20). */
 	uint64_t max_zero_pages;
-	unsigned max_namespaces; /* 0: SDRSA_NS_MAX_DEFAULT */
+	unsigned max_namespaces; /* 0: SDRSA_NS_MAX_DEFAULT; at most 2^20 */
 };
 
-/* Returns 0, -EINVAL, or an error of sdrsa_pool_new() (-ENOMEM, -EPERM). */
+/* Returns 0, -EINVAL, -ENOMEM, or an error of sdrsa_pool_new() (-EPERM). */
 int sdrsa_store_new(const struct sdrsa_store_config *cfg, struct sdrsa_store **ret);
 void sdrsa_store_free(struct sdrsa_store *st);
 
@@ -65,7 +66,8 @@ int sdrsa_store_get(struct sdrsa_store *st, struct sdrsa_ns *ns, uint64_t addr, 
 		    uint64_t *csum);
 /* Drop a page: 0, -ENOENT, -EINVAL. */
 int sdrsa_store_drop(struct sdrsa_store *st, struct sdrsa_ns *ns, uint64_t addr);
-/* Drop every page of the namespace; returns how many. */
+/* Drop every page of the namespace; returns how many. Costs in proportion to
+ * the pages of this namespace, not to what the others hold. */
 uint64_t sdrsa_store_drop_all(struct sdrsa_store *st, struct sdrsa_ns *ns);
 
 struct sdrsa_store_counts {
@@ -74,7 +76,11 @@ struct sdrsa_store_counts {
 	uint64_t zero_pages; /* zero pages (no slot) */
 	uint64_t namespaces; /* namespaces holding at least one page */
 };
+/* Lock-free (atomics): fine for STATS. */
 void sdrsa_store_counts(struct sdrsa_store *st, struct sdrsa_store_counts *out);
+/* Index size and the FREE_ALL cost meter (see index.h). Takes every shard lock
+ * in turn: for dumps and tests, not for a request path. */
+void sdrsa_store_index_usage(struct sdrsa_store *st, struct sdrsa_index_usage *out);
 uint64_t sdrsa_store_quota(const struct sdrsa_store *st);
 
 /* Call cb for each namespace (see sdrsa_ns_foreach()). */

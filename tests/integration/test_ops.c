@@ -311,6 +311,22 @@ static int t_free_all(void)
 		h_pattern(buf + (size_t)i * PAGE, 60, a[i]);
 		pages[i] = i == 3 ? NULL : buf + (size_t)i * PAGE; /* one zero page */
 	}
+	/* the other namespace also holds pages at the very same addresses, one
+	 * of them a zero page: FREE_ALL of c must leave them all */
+	{
+		const uint8_t *opages[10];
+		uint8_t *obuf = malloc(10 * PAGE);
+
+		CHECK(obuf);
+		for (int i = 0; i < 10; i++) {
+			h_pattern(obuf + (size_t)i * PAGE, 62, a[i]);
+			opages[i] = i == 5 ? NULL : obuf + (size_t)i * PAGE;
+		}
+		CHECK(h_put(&other, a, opages, 10, st) == 0);
+		free(obuf);
+		for (int i = 0; i < 10; i++)
+			CHECK(st[i] == SDRSA_S_OK);
+	}
 	CHECK(h_put(&c, a, pages, 10, st) == 0);
 	CHECK(h_stats(&c, &s0) == 0);
 	CHECK(s0.ns_pages == 10);
@@ -330,12 +346,26 @@ static int t_free_all(void)
 	CHECK(s1.ns_pages == 0);
 	CHECK(s1.used_pages == s0.used_pages - 9);
 	CHECK(s1.zero_pages == s0.zero_pages - 1);
+	CHECKM(s1.namespaces == s0.namespaces - 1, "namespaces with pages %llu, was %llu",
+	       (unsigned long long)s1.namespaces, (unsigned long long)s0.namespaces);
 	CHECK(h_get(&c, a, 10, buf, st) == 0);
 	for (int i = 0; i < 10; i++)
 		CHECK(st[i] == SDRSA_S_NOT_FOUND);
 	/* another namespace is untouched */
 	CHECK(h_get(&other, &oa, 1, buf, st) == 0 && st[0] == SDRSA_S_OK);
 	CHECK_OK(h_pattern_check(buf, 61, oa));
+	CHECK(h_get(&other, a, 10, buf, st) == 0);
+	for (int i = 0; i < 10; i++) {
+		CHECKM(st[i] == SDRSA_S_OK, "other's page %d: %s", i, sdrsa_status_name(st[i]));
+		if (i == 5) {
+			for (size_t k = 0; k < PAGE; k++)
+				CHECK(buf[(size_t)i * PAGE + k] == 0);
+		} else {
+			CHECK_OK(h_pattern_check(buf + (size_t)i * PAGE, 62, a[i]));
+		}
+	}
+	CHECK(h_stats(&other, &s1) == 0);
+	CHECK(s1.ns_pages == 11);
 	/* FREE_ALL of an empty namespace */
 	h_req(&c, &req, SDRSA_OP_FREE_ALL, 0, 0, NULL);
 	CHECK(h_call(&c, &req, NULL, &rep, in, sizeof(in)) == 0);

@@ -411,6 +411,43 @@ static void internal_batch_and_simple_ops(void **state)
 	free_client(c);
 }
 
+/* A FREE_ALL reply is exactly one u64: any other size fails the operation
+ * and leaves the caller's count alone. */
+static void free_all_reply_size(void **state)
+{
+	struct sdrsa_client *c = new_client(SDRSA_MAX_BATCH);
+	static struct req reqs[4];
+	struct sdrsa_completion comp[4];
+	uint8_t rep[2 * (HSZ + 16)];
+	uint64_t freed = 99, freed2 = 99;
+	size_t off = 0;
+
+	(void)state;
+	client_queue_op(c, SDRSA_OP_FREE_ALL, 0, &freed, 1, NULL);
+	client_queue_op(c, SDRSA_OP_FREE_ALL, 0, &freed2, 2, NULL);
+	assert_int_equal(flush_and_parse(c, reqs, 4), 2);
+	for (int i = 0; i < 2; i++) {
+		struct sdrsa_hdr h = reqs[i].h;
+
+		h.flags = SDRSA_F_REPLY;
+		h.len = i == 0 ? SDRSA_FREED_SIZE - 1 : SDRSA_FREED_SIZE;
+		sdrsa_freed_encode(i == 0 ? 7 : 0x0102030405060708ull, rep + off + HSZ);
+		h.csum = sdrsa_meta_csum(rep + off + HSZ, h.len);
+		sdrsa_hdr_encode(&h, rep + off);
+		off += HSZ + h.len;
+	}
+	feed(c, rep, off);
+	assert_int_equal(client_process_rbuf(c), 0);
+	assert_int_equal(reap_all(c, comp, 4), 2);
+	assert_int_equal(comp[0].tag, 1);
+	assert_int_equal(comp[0].result, -EBADMSG);
+	assert_true(freed == 99);
+	assert_int_equal(comp[1].tag, 2);
+	assert_int_equal(comp[1].result, 0);
+	assert_true(freed2 == 0x0102030405060708ull);
+	free_client(c);
+}
+
 /* sdrsa_swap() writes its get page only on success: a fetched page is not
  * delivered when the put half of the swap was refused. */
 static void swap_delivers_only_when_both_succeed(void **state)
@@ -546,6 +583,7 @@ int main(void)
 		cmocka_unit_test(replies_out_of_order_and_verified),
 		cmocka_unit_test(frame_errors),
 		cmocka_unit_test(internal_batch_and_simple_ops),
+		cmocka_unit_test(free_all_reply_size),
 		cmocka_unit_test(swap_delivers_only_when_both_succeed),
 		cmocka_unit_test(slots_run_out_cleanly),
 		cmocka_unit_test(big_frames_cross_the_buffer_end),

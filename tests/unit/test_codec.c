@@ -980,6 +980,33 @@ static void test_stats(void **state)
 	assert_memory_equal(&d, &s, sizeof(s));
 }
 
+static void test_freed(void **state)
+{
+	static const uint64_t vals[] = {0, 1, 10, 0x1122334455667788ull, UINT64_MAX};
+	uint8_t b[SDRSA_FREED_SIZE + 1];
+	uint64_t d;
+
+	(void)state;
+	for (size_t i = 0; i < sizeof(vals) / sizeof(vals[0]); i++) {
+		assert_int_equal(sdrsa_freed_encode(vals[i], b), SDRSA_FREED_SIZE);
+		assert_true(le64(b) == vals[i]);
+		d = ~vals[i];
+		assert_int_equal(sdrsa_freed_decode(b, SDRSA_FREED_SIZE, &d), 0);
+		assert_true(d == vals[i]);
+	}
+	/* little-endian on the wire, whatever the host */
+	sdrsa_freed_encode(0x0102030405060708ull, b);
+	assert_int_equal(b[0], 0x08);
+	assert_int_equal(b[7], 0x01);
+	/* any other size is malformed, and the output is left alone */
+	d = 0x5a5a5a5a5a5a5a5aull;
+	assert_int_equal(sdrsa_freed_decode(b, 0, &d), -EBADMSG);
+	assert_int_equal(sdrsa_freed_decode(b, SDRSA_FREED_SIZE - 1, &d), -EBADMSG);
+	assert_int_equal(sdrsa_freed_decode(b, SDRSA_FREED_SIZE + 1, &d), -EBADMSG);
+	assert_int_equal(sdrsa_freed_decode(NULL, 0, &d), -EBADMSG);
+	assert_true(d == 0x5a5a5a5a5a5a5a5aull);
+}
+
 static void test_auth_mac(void **state)
 {
 	uint8_t key[SDRSA_KEY_SIZE], key2[SDRSA_KEY_SIZE];
@@ -1100,6 +1127,7 @@ int main(void)
 		cmocka_unit_test(test_challenge),
 		cmocka_unit_test(test_welcome),
 		cmocka_unit_test(test_stats),
+		cmocka_unit_test(test_freed),
 		cmocka_unit_test(test_auth_mac),
 		cmocka_unit_test(test_status_errno),
 		cmocka_unit_test(test_status_names),
