@@ -12,13 +12,14 @@
 #   memcached, redis-server, libmemcached-dev, libhiredis-dev   peers compared in bench/
 #   iproute2, procps                  tests make network namespaces, inspect processes
 #   qemu-system-x86, busybox-static, cpio   the guest of tests/vm (guest/build.sh)
+#   libxen-dev       the Xen backend of the VM agent, compiled (not run: no Xen here)
 set -eu
 
 pkgs=(meson ninja-build pkg-config gcc clang libclang-rt-14-dev
       libsodium-dev libxxhash-dev libcmocka-dev
       memcached redis-server libmemcached-dev libhiredis-dev
       iproute2 procps
-      qemu-system-x86 busybox-static cpio)
+      qemu-system-x86 busybox-static cpio libxen-dev)
 
 missing=()
 for p in "${pkgs[@]}"; do

@@ -1,0 +1,2331 @@
+// SPDX-License-Identifier: MIT
+/*
+ * The paging engine: serves userfaultfd faults on managed memory from a page
+ * store, under a local budget. docs/ENGINE.md explains the design; this
+ * comment is the summary that the code below relies on.
+ *
+ * Page states (struct pent, one per touched page, in a table keyed by the
+ * page's current virtual address):
+ *
+ *   NONE      never stored, not local: a fault installs zeros, no traffic
+ *   RESIDENT  mapped in the program (a policy slot)
+ *   STAGED    taken out of the mapping, data kept in a staging slot (second
+ *             chance: a touch is a local refill that marks the page hot)
+ *   REMOTE    held only by the store, under pent.key
+ *   LOST      (forked child only) held remotely by the parent: PROT_NONE
+ *   GONE      was REMOTE when the process exited: freed on the server
+ *             (engine_release_at_exit); a late touch never gets zeros
+ *
+ * Flags: DIRTY (the local data differs from what the store holds, or the
+ * page was never stored and is not known to be zero), STORED (the store
+ * holds a copy under pent.key, stale when DIRTY), PRED (installed writable
+ * on a read because a write was predicted), FROZEN and BORROWED (fork: see
+ * the fork section). Pages are installed write-protected
+ * (UFFDIO_COPY_MODE_WP) unless the fault was a write or a write is
+ * predicted (predict_write), so the first write arrives as a WP fault and
+ * sets DIRTY. Clean pages are dropped at eviction without being sent.
+ *
+ * Work done after the faulting thread is woken: eviction (make_room, after
+ * each fault), so that it is off that thread's path. The staging area is a
+ * ring (stg_*): pages are staged at its head and evicted from its tail in
+ * batches, each batch dropped with one madvise. Remote pages come in
+ * streamed (store get_stream): the faulting page is installed as soon as
+ * its frame is answered, pages fetched ahead as theirs are.
+ *
+ * Keys are not addresses: a counter hands out page-aligned keys, so mremap
+ * (UFFD_EVENT_REMAP) just moves table entries and the stored pages keep
+ * their keys.
+ *
+ * Two userfaultfds: `uffd` covers the program's memory (MISSING|WP, events
+ * UNMAP, REMAP, REMOVE) and `sfd` the staging area (MISSING only, no events).
+ * Eviction moves a page out of the mapping with UFFDIO_MOVE on `sfd`: the move
+ * is atomic against the program's writes (a write before it travels with the
+ * page, a write after it faults and waits for us), and, unlike
+ * MADV_DONTNEED on the program's memory, it raises no REMOVE event that our
+ * own thread would have to read. Dropping a staging slot is MADV_DONTNEED on
+ * the staging area, which has no events either.
+ *
+ * Threads and locking: one handler thread reads `uffd` and does all the work
+ * (faults, eviction, events) under `lock`. API calls take `lock` too. Nothing
+ * that waits for the handler (munmap of managed memory: the kernel waits
+ * until the UNMAP event is read) is done while holding `lock`.
+ *
+ * Event ordering: the kernel hands out faults before events, and an event
+ * blocks the program's munmap/mremap/madvise until it is read; while one is
+ * unread, UFFDIO_COPY/MOVE fail with EAGAIN. On EAGAIN we read what is
+ * pending (so the event is consumed), wake the faulting thread so it faults
+ * again, and handle events before faults in each batch.
+ */
+#include <assert.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <poll.h>
+#include <sched.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/eventfd.h>
+#include <sys/mman.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+
+#include <sdrsa/engine.h>
+#include <sdrsa/protocol.h>
+
+#include "common/util.h"
+#include "engine/engine_internal.h"
+#include "engine/policy.h"
+#include "engine/store.h"
+#include "engine/uffd_compat.h"
+
+#define PAGE 4096ull
+#define PAGE_MASK (~(PAGE - 1))
+#define CHUNK_SHIFT 21 /* 2 MiB of address space per table chunk */
+#define CHUNK_PAGES (1u << (CHUNK_SHIFT - 12))
+#define BATCH_MAX 64u
+#define PREFETCH_MAX 128u
+#define QUEUE_MAX 1024u
+#define NSTREAMS 4
+#define HIST_N 512
+
+__thread int sdrsa_engine_internal __attribute__((tls_model("initial-exec")));
+
+enum { PS_NONE = 0, PS_RESIDENT, PS_STAGED, PS_REMOTE, PS_LOST, PS_GONE };
+#define PF_DIRTY 0x01
+#define PF_STORED 0x02
+#define PF_PRED 0x04 /* installed writable on a read: a write was predicted */
+#define PF_FROZEN 0x08   /* parent: the key is shared with live fork children */
+#define PF_BORROWED 0x10 /* fork child: the key is the parent's (read, never freed) */
+
+struct pent {
+	uint64_t key;   /* store key when PF_STORED */
+	uint32_t pslot; /* policy slot when RESIDENT or STAGED */
+	uint32_t sslot; /* staging slot when STAGED */
+	uint32_t evstamp; /* e->evict_clock when last evicted (REMOTE) */
+	uint8_t state;  /* PS_* */
+	uint8_t flags;  /* PF_* */
+	uint8_t wscore; /* 0..3: how often the page was written while local */
+};
+
+struct chunk {
+	struct chunk *next; /* hash chain */
+	uint64_t base;      /* address of p[0], 2 MiB aligned */
+	struct pent p[CHUNK_PAGES];
+};
+
+/* A fork child of this process (see engine_atfork_*). */
+struct kid {
+	int fd;       /* the pipe's read end until EOF, then a pidfd (or -1) */
+	int pipe_eof; /* the child (and its own fork children) exec'd or exited */
+	pid_t pid;    /* 0 until engine_fork_pid() */
+};
+
+struct sdrsa_region {
+	struct sdrsa_engine *e;
+	void *addr;
+	size_t size;
+	int owned; /* mapped by sdrsa_region_new (unmapped by us) */
+	struct sdrsa_region *next;
+};
+
+/* A fault stream for the prefetcher: the next page expected and its stride. */
+struct stream {
+	uint64_t next;  /* page number expected next */
+	int64_t stride; /* pages; 0: not established */
+	uint32_t hits;  /* consecutive matches */
+	uint64_t stamp; /* last use, for replacement */
+};
+
+struct hist {
+	uint64_t n, max;
+	uint64_t b[HIST_N];
+};
+
+struct sdrsa_engine {
+	pthread_mutex_t lock;
+	struct sdrsa_engine_config cfg;
+	char *name;
+	char *server;
+	uint8_t key[SDRSA_KEY_SIZE];
+
+	int uffd;   /* the program's memory */
+	int sfd;    /* the staging area */
+	int stopfd; /* eventfd: stop the handler */
+	int kickfd; /* eventfd: the handler's poll set changed (a fork child) */
+	pthread_t thread;
+	int thread_started;
+
+	struct store *store;
+	struct policy *pol;
+
+	struct chunk **ht; /* page table: chunks hashed by base */
+	size_t ht_size, ht_count;
+
+	/* Staging area: a ring of stg_cap slots, filled at stg_head and
+	 * emptied from stg_tail (counters; slot = counter % stg_cap). Pages are
+	 * staged in ring order and evicted oldest first, so an eviction batch
+	 * frees a run at the tail that is dropped with one madvise. */
+	char *stg;
+	uint32_t stg_cap;
+	uint8_t *stg_state;       /* per slot: STG_EMPTY, STG_STAGED, STG_GARBAGE */
+	uint64_t stg_head, stg_tail;
+
+	uint64_t budget;       /* pages: resident + staged */
+	uint32_t stage_target; /* pages kept staged */
+	uint32_t batch;        /* pages per eviction batch */
+	uint64_t key_prefix;   /* pid << 42: processes sharing a namespace never collide */
+	uint64_t next_key;     /* counter, < 2^30 */
+	uint64_t *recycled;    /* keys freed on the store, to reuse */
+	size_t nrecycled, recycled_cap;
+
+	struct sdrsa_region *regions;
+	uint64_t managed_bytes;
+
+	struct uffd_msg *q; /* messages read, not yet handled */
+	size_t qn;
+
+	unsigned char *zero; /* one zero page */
+	unsigned char *fbuf; /* fetch buffers, 1 + PREFETCH_MAX pages */
+	struct fetch *fetch; /* the remote fault in progress */
+	uint64_t *fkeys;     /* keys waiting to be freed */
+	size_t nfkeys;
+
+	uint64_t nresident, nstaged, nremote, ndirty;
+	struct sdrsa_engine_stats st;
+	struct hist lat_all, lat_remote;
+	struct stream streams[NSTREAMS];
+	uint64_t stream_clock;
+
+	unsigned spin_us; /* handler busy-poll after activity */
+	int stopping;     /* set (atomically) to stop the handler */
+	uint64_t pred_clock; /* write predictions made, for sampling */
+	int exiting;         /* engine_release_at_exit() ran */
+	int inject;          /* tests: 1 exit, 2 crash the handler (SDRSA_TEST_FAULT) */
+	uint64_t inject_after;
+	uint32_t exit_tid;   /* the thread that called it */
+	/* The server refuses pages (pool full, quota): since when (ms, 0: it
+	 * does not), next retry, current backoff, last warning. */
+	uint64_t full_since, full_retry_at, full_backoff_ms, full_warned;
+	uint32_t evict_clock; /* pages evicted so far (wraps) */
+	/* fork() (parent side): children alive that may read our stored keys.
+	 * While there are any, keys flagged PF_FROZEN are neither overwritten
+	 * nor freed: a dirty page gets a new key, old keys wait in `deferred`. */
+	struct kid *kids;
+	size_t nkids, kids_cap;
+	unsigned kids_pending; /* forks between prepare and engine_fork_pid() */
+	int fork_pipe[2];      /* created in prepare: the child keeps the write end */
+	uint64_t *deferred;    /* frozen keys to free once no child is left */
+	size_t ndeferred, deferred_cap;
+	uint64_t startcode;    /* /proc/self/stat startcode: a child that exec'd differs */
+
+	int dead;         /* fatal error: no longer serving */
+	int forked_child; /* this is a fork child's engine (see engine_atfork_child) */
+	struct sdrsa_engine *reg_next; /* the registry of live engines (fork) */
+	int warned_stuck;
+};
+
+static uint64_t read_startcode(pid_t pid);
+static void kids_check(struct sdrsa_engine *e);
+
+/*
+ * Every live engine is in this list so that fork() is handled for all of
+ * them, whoever created them (the preload library, or a program using the
+ * API): one set of pthread_atfork handlers, registered once.
+ */
+static pthread_mutex_t reg_lock = PTHREAD_MUTEX_INITIALIZER;
+static struct sdrsa_engine *reg_head;
+static pthread_once_t reg_once = PTHREAD_ONCE_INIT;
+static void reg_atfork_install(void);
+
+/* ---- small helpers ---- */
+
+static void elog(struct sdrsa_engine *e, int level, const char *fmt, ...)
+	__attribute__((format(printf, 3, 4)));
+static void elog(struct sdrsa_engine *e, int level, const char *fmt, ...)
+{
+	if (!e->cfg.log)
+		return;
+	char buf[256];
+	va_list ap;
+	va_start(ap, fmt);
+	vsnprintf(buf, sizeof(buf), fmt, ap);
+	va_end(ap);
+	e->cfg.log(e->cfg.log_userdata, level, buf);
+}
+
+void engine_default_fatal(void *userdata, const char *msg)
+{
+	(void)userdata;
+	char line[512];
+	int n = snprintf(line, sizeof(line), "sdrsa: %s; stopping the program (SIGBUS)\n", msg);
+	if (n > 0 && write(2, line, MIN((size_t)n, sizeof(line) - 1)) < 0) {
+		/* nothing more we can do */
+	}
+	signal(SIGBUS, SIG_DFL);
+	sigset_t s;
+	sigemptyset(&s);
+	sigaddset(&s, SIGBUS);
+	pthread_sigmask(SIG_UNBLOCK, &s, NULL);
+	kill(getpid(), SIGBUS);
+	raise(SIGBUS);
+	abort();
+}
+
+static void engine_fatal(struct sdrsa_engine *e, const char *fmt, ...)
+	__attribute__((format(printf, 2, 3)));
+static void engine_fatal(struct sdrsa_engine *e, const char *fmt, ...)
+{
+	char msg[256];
+	va_list ap;
+	va_start(ap, fmt);
+	vsnprintf(msg, sizeof(msg), fmt, ap);
+	va_end(ap);
+	e->dead = 1;
+	if (e->cfg.fatal) {
+		elog(e, SDRSA_LOG_ERR, "%s", msg);
+		e->cfg.fatal(e->cfg.fatal_userdata, msg);
+	} else {
+		engine_default_fatal(NULL, msg); /* prints msg itself */
+	}
+}
+
+static unsigned hist_idx(uint64_t v)
+{
+	if (v < 8)
+		return (unsigned)v;
+	unsigned msb = 63u - (unsigned)__builtin_clzll(v);
+	return (msb - 2) * 8 + (unsigned)((v >> (msb - 3)) & 7);
+}
+
+static uint64_t hist_val(unsigned idx)
+{
+	if (idx < 8)
+		return idx;
+	unsigned msb = idx / 8 + 2, sub = idx % 8;
+	return (uint64_t)(8 + sub) << (msb - 3);
+}
+
+static void hist_add(struct hist *h, uint64_t v)
+{
+	h->n++;
+	h->b[hist_idx(v)]++;
+	if (v > h->max)
+		h->max = v;
+}
+
+static uint64_t hist_pct(const struct hist *h, double pct)
+{
+	if (!h->n)
+		return 0;
+	uint64_t want = (uint64_t)(pct / 100.0 * (double)h->n);
+	if (want >= h->n)
+		want = h->n - 1;
+	uint64_t seen = 0;
+	for (unsigned i = 0; i < HIST_N; i++) {
+		seen += h->b[i];
+		if (seen > want)
+			return MIN(hist_val(i), h->max);
+	}
+	return h->max;
+}
+
+/* ---- page table ---- */
+
+static size_t ht_bucket(const struct sdrsa_engine *e, uint64_t base)
+{
+	return (size_t)(((base >> CHUNK_SHIFT) * 0x9E3779B97F4A7C15ull) >> 24) & (e->ht_size - 1);
+}
+
+static struct chunk *chunk_get(struct sdrsa_engine *e, uint64_t addr)
+{
+	uint64_t base = addr & ~((1ull << CHUNK_SHIFT) - 1);
+	for (struct chunk *c = e->ht[ht_bucket(e, base)]; c; c = c->next)
+		if (c->base == base)
+			return c;
+	return NULL;
+}
+
+static int ht_grow(struct sdrsa_engine *e)
+{
+	size_t nsize = e->ht_size * 2;
+	struct chunk **nt = calloc(nsize, sizeof(*nt));
+	if (!nt)
+		return -ENOMEM;
+	struct chunk **old = e->ht;
+	size_t osize = e->ht_size;
+	e->ht = nt;
+	e->ht_size = nsize;
+	for (size_t i = 0; i < osize; i++) {
+		while (old[i]) {
+			struct chunk *c = old[i];
+			old[i] = c->next;
+			size_t b = ht_bucket(e, c->base);
+			c->next = nt[b];
+			nt[b] = c;
+		}
+	}
+	free(old);
+	return 0;
+}
+
+static struct chunk *chunk_make(struct sdrsa_engine *e, uint64_t addr)
+{
+	struct chunk *c = chunk_get(e, addr);
+	if (c)
+		return c;
+	if (e->ht_count >= e->ht_size * 2)
+		(void)ht_grow(e);
+	c = calloc(1, sizeof(*c));
+	if (!c)
+		return NULL;
+	c->base = addr & ~((1ull << CHUNK_SHIFT) - 1);
+	size_t b = ht_bucket(e, c->base);
+	c->next = e->ht[b];
+	e->ht[b] = c;
+	e->ht_count++;
+	return c;
+}
+
+static void chunk_maybe_free(struct sdrsa_engine *e, struct chunk *c)
+{
+	for (unsigned i = 0; i < CHUNK_PAGES; i++)
+		if (c->p[i].state != PS_NONE || c->p[i].flags)
+			return;
+	struct chunk **pp = &e->ht[ht_bucket(e, c->base)];
+	while (*pp != c)
+		pp = &(*pp)->next;
+	*pp = c->next;
+	e->ht_count--;
+	free(c);
+}
+
+static inline struct pent *pent_of(struct chunk *c, uint64_t addr)
+{
+	return &c->p[(addr >> 12) & (CHUNK_PAGES - 1)];
+}
+
+static struct pent *pt_get(struct sdrsa_engine *e, uint64_t addr)
+{
+	struct chunk *c = chunk_get(e, addr);
+	return c ? pent_of(c, addr) : NULL;
+}
+
+static struct pent *pt_make(struct sdrsa_engine *e, uint64_t addr)
+{
+	struct chunk *c = chunk_make(e, addr);
+	return c ? pent_of(c, addr) : NULL;
+}
+
+/* ---- userfaultfd operations: 0 or -errno ---- */
+
+static int uf_copy(int fd, uint64_t dst, const void *src, int wp, int dontwake)
+{
+	struct uffdio_copy c = {
+		.dst = dst,
+		.src = (uint64_t)(uintptr_t)src,
+		.len = PAGE,
+		.mode = (wp ? UFFDIO_COPY_MODE_WP : 0) | (dontwake ? UFFDIO_COPY_MODE_DONTWAKE : 0),
+	};
+	if (ioctl(fd, UFFDIO_COPY, &c) == 0)
+		return 0;
+	return -errno;
+}
+
+/* Move n pages; returns the bytes moved (n * PAGE when all) or -errno when
+ * none moved. */
+static int64_t uf_move_n(int fd, uint64_t dst, uint64_t src, uint64_t n, int dontwake)
+{
+	struct uffdio_move m = {
+		.dst = dst,
+		.src = src,
+		.len = n * PAGE,
+		.mode = dontwake ? UFFDIO_MOVE_MODE_DONTWAKE : 0,
+	};
+	if (ioctl(fd, UFFDIO_MOVE, &m) == 0)
+		return (int64_t)(n * PAGE);
+	int err = errno;
+	if (m.move > 0)
+		return m.move;
+	return -err;
+}
+
+/* Copy n pages from consecutive buffers; bytes copied or -errno. */
+static int64_t uf_copy_n(int fd, uint64_t dst, const void *src, uint64_t n, int wp, int dontwake)
+{
+	struct uffdio_copy c = {
+		.dst = dst,
+		.src = (uint64_t)(uintptr_t)src,
+		.len = n * PAGE,
+		.mode = (wp ? UFFDIO_COPY_MODE_WP : 0) | (dontwake ? UFFDIO_COPY_MODE_DONTWAKE : 0),
+	};
+	if (ioctl(fd, UFFDIO_COPY, &c) == 0)
+		return (int64_t)(n * PAGE);
+	int err = errno;
+	if (c.copy > 0)
+		return c.copy;
+	return -err;
+}
+
+static int uf_move(int fd, uint64_t dst, uint64_t src, int dontwake)
+{
+	struct uffdio_move m = {
+		.dst = dst,
+		.src = src,
+		.len = PAGE,
+		.mode = dontwake ? UFFDIO_MOVE_MODE_DONTWAKE : 0,
+	};
+	if (ioctl(fd, UFFDIO_MOVE, &m) == 0)
+		return 0;
+	return -errno;
+}
+
+static int uf_wp(int fd, uint64_t addr, uint64_t len, int protect)
+{
+	struct uffdio_writeprotect w = {
+		.range = {.start = addr, .len = len},
+		.mode = protect ? UFFDIO_WRITEPROTECT_MODE_WP : 0,
+	};
+	if (ioctl(fd, UFFDIO_WRITEPROTECT, &w) == 0)
+		return 0;
+	return -errno;
+}
+
+static void uf_wake(int fd, uint64_t addr)
+{
+	struct uffdio_range r = {.start = addr, .len = PAGE};
+	(void)ioctl(fd, UFFDIO_WAKE, &r);
+}
+
+/* ---- staging area ---- */
+
+static inline void *stg_ptr(struct sdrsa_engine *e, uint32_t s)
+{
+	return e->stg + (size_t)s * PAGE;
+}
+
+enum { STG_EMPTY = 0, STG_STAGED, STG_GARBAGE };
+
+/* Release a slot whose page is still there (drop the data now). */
+static void stg_release(struct sdrsa_engine *e, uint32_t s)
+{
+	(void)madvise(stg_ptr(e, s), PAGE, MADV_DONTNEED);
+	e->stg_state[s] = STG_EMPTY;
+}
+
+/* Release a slot whose page was moved away (nothing mapped there). */
+static void stg_release_empty(struct sdrsa_engine *e, uint32_t s)
+{
+	e->stg_state[s] = STG_EMPTY;
+}
+
+/* Release a slot whose page was sent: dropped with its neighbours when the
+ * tail passes it (stg_advance). */
+static void stg_release_later(struct sdrsa_engine *e, uint32_t s)
+{
+	e->stg_state[s] = STG_GARBAGE;
+}
+
+static uint32_t stg_room(const struct sdrsa_engine *e)
+{
+	return e->stg_cap - (uint32_t)(e->stg_head - e->stg_tail);
+}
+
+/* Move the tail past released slots and drop their pages in at most two
+ * madvise calls (one per side of the wrap). Measured here: MADV_DONTNEED
+ * of 64 single pages took 64 system calls of about 1 us each. */
+static void stg_advance(struct sdrsa_engine *e)
+{
+	uint64_t t = e->stg_tail;
+	int garbage = 0;
+	while (t < e->stg_head && e->stg_state[t % e->stg_cap] != STG_STAGED) {
+		garbage |= e->stg_state[t % e->stg_cap] == STG_GARBAGE;
+		e->stg_state[t % e->stg_cap] = STG_EMPTY;
+		t++;
+	}
+	if (garbage) {
+		uint64_t a = e->stg_tail % e->stg_cap, n = t - e->stg_tail;
+		uint64_t first = MIN(n, e->stg_cap - a);
+		(void)madvise(stg_ptr(e, (uint32_t)a), first * PAGE, MADV_DONTNEED);
+		if (n > first)
+			(void)madvise(e->stg, (n - first) * PAGE, MADV_DONTNEED);
+	}
+	e->stg_tail = t;
+}
+
+/* ---- store helpers ---- */
+
+static void flush_frees(struct sdrsa_engine *e)
+{
+	if (!e->nfkeys)
+		return;
+	int r = e->store->ops->free_keys(e->store, e->fkeys, e->nfkeys);
+	if (r < 0)
+		elog(e, SDRSA_LOG_WARN, "freeing %zu pages on the server failed: %s", e->nfkeys,
+		     strerror(-r));
+	e->st.pages_freed += e->nfkeys;
+	e->nfkeys = 0;
+}
+
+/* Keys: the process id in bits 42..63, a counter in bits 12..41. Freed keys
+ * are reused once their free has been sent (frees are flushed before any
+ * later put, all on this one connection). */
+static int alloc_key(struct sdrsa_engine *e, uint64_t *key)
+{
+	if (e->nrecycled) {
+		*key = e->recycled[--e->nrecycled];
+		return 0;
+	}
+	if (e->next_key >= (1ull << 30))
+		return -ENOSPC;
+	*key = e->key_prefix | (e->next_key++ << 12);
+	return 0;
+}
+
+static void queue_free(struct sdrsa_engine *e, uint64_t key)
+{
+	if (e->nrecycled == e->recycled_cap) {
+		size_t ncap = e->recycled_cap ? e->recycled_cap * 2 : 4096;
+		uint64_t *n = realloc(e->recycled, ncap * sizeof(*n));
+		if (n) {
+			e->recycled = n;
+			e->recycled_cap = ncap;
+		}
+	}
+	if (e->nrecycled < e->recycled_cap)
+		e->recycled[e->nrecycled++] = key;
+	e->fkeys[e->nfkeys++] = key;
+	if (e->nfkeys == SDRSA_MAX_BATCH)
+		flush_frees(e);
+}
+
+/* ---- keys shared with fork children ---- */
+
+static inline int is_frozen(const struct sdrsa_engine *e, const struct pent *p)
+{
+	return (p->flags & PF_FROZEN) && (e->nkids || e->kids_pending);
+}
+
+/* Free a stored key later, once no fork child can read it. If the list
+ * cannot grow, the key is never freed (a leak, never a wrong page). */
+static void defer_key(struct sdrsa_engine *e, uint64_t key)
+{
+	if (e->ndeferred == e->deferred_cap) {
+		size_t ncap = e->deferred_cap ? e->deferred_cap * 2 : 1024;
+		uint64_t *n = realloc(e->deferred, ncap * sizeof(*n));
+		if (!n)
+			return;
+		e->deferred = n;
+		e->deferred_cap = ncap;
+	}
+	e->deferred[e->ndeferred++] = key;
+}
+
+/* Forget a page's stored copy: free its key, or defer the free while a
+ * fork child may read it, or (in a child) leave the parent's key alone. */
+static void release_key(struct sdrsa_engine *e, struct pent *p)
+{
+	if (!(p->flags & PF_STORED) || (p->flags & PF_BORROWED))
+		return;
+	if (is_frozen(e, p))
+		defer_key(e, p->key);
+	else
+		queue_free(e, p->key);
+}
+
+/* ---- eviction ---- */
+
+/* Move up to n resident pages chosen by the policy into the staging area.
+ * Runs of consecutive pages go to consecutive slots in one UFFDIO_MOVE
+ * (measured here: 1.1 us per page alone, 0.2 us per page in runs of 16).
+ * Returns the number moved. */
+static size_t stage_some(struct sdrsa_engine *e, size_t n)
+{
+	uint32_t slots[BATCH_MAX];
+	uint64_t addrs[BATCH_MAX];
+	if (stg_room(e) < n)
+		stg_advance(e);
+	n = MIN(n, MIN((size_t)BATCH_MAX, (size_t)stg_room(e)));
+	size_t k = policy_pick_stage(e->pol, slots, addrs, n);
+	size_t moved = 0;
+	for (size_t i = 0; i < k;) {
+		/* A run: consecutive addresses, consecutive slots (no wrap). */
+		uint32_t s0 = (uint32_t)(e->stg_head % e->stg_cap);
+		size_t run = 1;
+		while (i + run < k && addrs[i + run] == addrs[i] + run * PAGE &&
+		       s0 + run < e->stg_cap)
+			run++;
+		int64_t r = uf_move_n(e->sfd, (uint64_t)(uintptr_t)stg_ptr(e, s0), addrs[i], run, 1);
+		size_t ok = r > 0 ? (size_t)r / PAGE : 0;
+		for (size_t j = 0; j < ok; j++) {
+			struct pent *p = pt_get(e, addrs[i + j]);
+			assert(p && p->state == PS_RESIDENT && p->pslot == slots[i + j]);
+			p->state = PS_STAGED;
+			p->sslot = s0 + (uint32_t)j;
+			e->stg_state[s0 + j] = STG_STAGED;
+			e->nresident--;
+			e->nstaged++;
+			e->st.pages_staged++;
+		}
+		e->stg_head += ok;
+		moved += ok;
+		if (ok < run) {
+			/* The page at i + ok did not move. ENOENT: it is gone
+			 * from the mapping and an event about it is pending;
+			 * EBUSY: shared with a fork child. It stays resident;
+			 * the rest of the run is tried on its own. */
+			policy_requeue(e->pol, slots[i + ok]);
+			i += ok + 1;
+		} else {
+			i += run;
+		}
+	}
+	return moved;
+}
+
+static inline int res_refused(int r, size_t nput)
+{
+	return nput && (r == -ENOSPC || r == -EDQUOT);
+}
+
+/*
+ * The server refused pages (pool full or quota): they stay local and the
+ * budget is exceeded until it takes pages again. Eviction pauses for a
+ * backoff (1 s doubling to 8 s) so that every fault does not retry; a
+ * warning is logged when it starts and every 30 s while it lasts.
+ */
+static void store_refused(struct sdrsa_engine *e, size_t n, int err)
+{
+	uint64_t now = sdrsa_now_ms();
+	if (!e->full_since) {
+		e->full_since = now;
+		e->full_backoff_ms = 1000;
+		e->full_warned = 0;
+	} else {
+		e->full_backoff_ms = MIN(e->full_backoff_ms * 2, 8000u);
+	}
+	e->full_retry_at = now + e->full_backoff_ms;
+	e->st.store_refusals += n;
+	if (!e->full_warned || now - e->full_warned >= 30000) {
+		e->full_warned = now;
+		elog(e, SDRSA_LOG_WARN,
+		     "memory server %s refused pages (%s): keeping them local, over the "
+		     "budget (%llu local pages, budget %llu); retrying",
+		     e->server ? e->server : "(test store)",
+		     err == -EDQUOT ? "quota of this client reached" : "pool full",
+		     (unsigned long long)(e->nresident + e->nstaged),
+		     (unsigned long long)e->budget);
+	}
+}
+
+static void store_accepts(struct sdrsa_engine *e)
+{
+	elog(e, SDRSA_LOG_WARN, "memory server %s takes pages again after %.1f s",
+	     e->server ? e->server : "(test store)",
+	     (double)(sdrsa_now_ms() - e->full_since) / 1000.0);
+	e->full_since = 0;
+	e->full_retry_at = 0;
+}
+
+/* Send up to n of the oldest staged pages away: dirty ones are stored,
+ * clean ones dropped. Returns the number evicted, or -EIO after a fatal
+ * store error. */
+static ssize_t evict_some(struct sdrsa_engine *e, size_t n)
+{
+	uint32_t slots[BATCH_MAX];
+	uint64_t addrs[BATCH_MAX];
+	uint64_t keys[BATCH_MAX];
+	const void *pages[BATCH_MAX];
+	struct pent *ps[BATCH_MAX];
+	int res[BATCH_MAX];
+	size_t put_of[BATCH_MAX]; /* index in keys[] of page i's put, or SIZE_MAX */
+	size_t nput = 0;
+
+	n = MIN(n, (size_t)BATCH_MAX);
+	n = MIN(n, (size_t)e->nstaged);
+	size_t k = policy_pick_evict(e->pol, slots, addrs, n);
+	for (size_t i = 0; i < k; i++) {
+		struct pent *p = pt_get(e, addrs[i]);
+		assert(p && p->state == PS_STAGED && p->pslot == slots[i]);
+		ps[i] = p;
+		put_of[i] = SIZE_MAX;
+		if (!(p->flags & PF_DIRTY))
+			continue;
+		const void *data = stg_ptr(e, p->sslot);
+		if (!(p->flags & PF_STORED) && sdrsa_page_is_zero(data)) {
+			/* Written, but back to zeros: nothing to store. */
+			p->flags &= (uint8_t)~PF_DIRTY;
+			e->ndirty--;
+			continue;
+		}
+		if (is_frozen(e, p)) {
+			/* A fork child may read the stored copy: keep it, and
+			 * store this version under a new key. */
+			defer_key(e, p->key);
+			p->flags &= (uint8_t)~(PF_STORED | PF_FROZEN);
+			p->key = 0;
+		}
+		/* A key allocated for a put the server refused is kept. */
+		if (!(p->flags & PF_STORED) && !p->key) {
+			if (alloc_key(e, &p->key) < 0) {
+				engine_fatal(e, "out of page keys");
+				return -EIO;
+			}
+		}
+		keys[nput] = p->key;
+		pages[nput] = data;
+		put_of[i] = nput;
+		nput++;
+	}
+	size_t refused = 0;
+	int refusal = 0;
+	if (nput) {
+		int r = e->store->ops->put_many(e->store, keys, pages, nput, res);
+		for (size_t j = 0; r < 0 && j < nput; j++) {
+			if (res[j] == -ENOSPC || res[j] == -EDQUOT) {
+				refused++;
+				refusal = res[j];
+			} else if (res[j] < 0) {
+				engine_fatal(e, "cannot store %zu pages on memory server %s: %s",
+					     nput, e->server ? e->server : "(test store)",
+					     strerror(-res[j]));
+				return -EIO;
+			}
+		}
+	}
+	for (size_t i = 0; i < k; i++) {
+		struct pent *p = ps[i];
+		if (put_of[i] != SIZE_MAX && res_refused(res[put_of[i]], nput)) {
+			/* The server refused it (pool full, quota): the page
+			 * stays staged, its data safe here; eviction pauses. */
+			policy_unevict(e->pol, slots[i]);
+			continue;
+		}
+		policy_remove(e->pol, slots[i]);
+		stg_release_later(e, p->sslot);
+		e->nstaged--;
+		if (p->flags & PF_DIRTY) {
+			p->flags = PF_STORED;
+			e->ndirty--;
+			e->st.pages_out++;
+		} else {
+			/* Write-protected all its stay and never written. */
+			if (p->wscore)
+				p->wscore--;
+			e->st.pages_dropped++;
+		}
+		if (p->flags & PF_STORED) {
+			p->state = PS_REMOTE;
+			p->evstamp = ++e->evict_clock;
+			e->nremote++;
+		} else {
+			p->state = PS_NONE; /* clean and never stored: zeros */
+		}
+	}
+	stg_advance(e);
+	if (refused)
+		store_refused(e, refused, refusal);
+	else if (nput && e->full_since)
+		store_accepts(e);
+	return (ssize_t)(k - refused);
+}
+
+/* Make room for `need` more local pages. Keeps the staging area topped up
+ * (that is what gives hot pages their second chance) and evicts from its
+ * old end in batches. Returns 0, or -EIO after a fatal error. If nothing
+ * can be moved (all pages pinned), the budget is exceeded for now. */
+static int make_room(struct sdrsa_engine *e, size_t need)
+{
+	int stuck = 0;
+	if (e->exiting || e->forked_child)
+		return 0; /* exiting, or a fork child: nothing is sent any more */
+	if (e->full_since && e->nresident + e->nstaged + need > e->budget &&
+	    sdrsa_now_ms() < e->full_retry_at)
+		return 0; /* the server refuses pages: over budget until the retry */
+	while (e->nresident + e->nstaged + need > e->budget) {
+		/* Top the staging area up to its target first: pages wait
+		 * there for a second chance before they leave. */
+		while (e->nstaged < e->stage_target && e->nresident > 0) {
+			size_t want = e->stage_target - e->nstaged;
+			if (stage_some(e, MIN(want, (size_t)BATCH_MAX)) == 0) {
+				stuck++;
+				break;
+			}
+		}
+		if (e->nresident + e->nstaged + need <= e->budget)
+			break;
+		if (e->nstaged == 0) {
+			if (stuck >= 2 || e->nresident == 0) {
+				if (!e->warned_stuck++)
+					elog(e, SDRSA_LOG_WARN,
+					     "no page can be evicted now; local budget exceeded");
+				return 0;
+			}
+			continue;
+		}
+		ssize_t r = evict_some(e, e->batch);
+		if (r < 0)
+			return -EIO;
+		if (e->full_since && sdrsa_now_ms() < e->full_retry_at)
+			return 0; /* refused: over budget until the retry */
+	}
+	return 0;
+}
+
+/* ---- prefetch ---- */
+
+/* Record a remote fault at page number pn and return the prefetch depth and
+ * stride. */
+static unsigned stream_update(struct sdrsa_engine *e, uint64_t pn, int64_t *stride)
+{
+	struct stream *best = NULL, *lru = &e->streams[0];
+	e->stream_clock++;
+	for (int i = 0; i < NSTREAMS; i++) {
+		struct stream *s = &e->streams[i];
+		if (s->stride && s->next == pn) {
+			best = s;
+			break;
+		}
+		if (s->stamp < lru->stamp)
+			lru = s;
+	}
+	if (best) {
+		best->hits++;
+	} else {
+		/* A new stride from the closest recent stream. */
+		for (int i = 0; i < NSTREAMS && !best; i++) {
+			struct stream *s = &e->streams[i];
+			int64_t d = (int64_t)(pn - (s->next - (uint64_t)s->stride));
+			if (s->stamp && d != 0 && d >= -16 && d <= 16) {
+				best = s;
+				best->stride = d;
+				best->hits = 1;
+			}
+		}
+		if (!best) {
+			best = lru;
+			best->stride = 0;
+			best->hits = 0;
+		}
+	}
+	best->stamp = e->stream_clock;
+	best->next = pn + (uint64_t)best->stride;
+	*stride = best->stride;
+	if (e->cfg.no_prefetch || best->hits < 2 || !best->stride)
+		return 0;
+	unsigned depth = 4u << MIN(best->hits - 2, 5u);
+	return MIN(depth, PREFETCH_MAX);
+}
+
+/* The stream matched on the last stream_update() now expects the page
+ * after the prefetched ones. */
+static void stream_skip(struct sdrsa_engine *e, uint64_t pn_last, int64_t stride)
+{
+	for (int i = 0; i < NSTREAMS; i++) {
+		struct stream *s = &e->streams[i];
+		if (s->stamp == e->stream_clock) {
+			s->next = pn_last + (uint64_t)stride;
+			return;
+		}
+	}
+}
+
+/* ---- faults ---- */
+
+static void become_resident(struct sdrsa_engine *e, struct pent *p, uint64_t addr, int dirty)
+{
+	unsigned hot = 0;
+	if (p->state == PS_REMOTE) {
+		/* Back soon after its eviction: it would have stayed with a
+		 * budget half as large again; protect it for a lap or two. */
+		uint64_t dist = (uint32_t)(e->evict_clock - p->evstamp);
+		if (dist < e->budget / 2)
+			hot = 3;
+		else if (dist < e->budget)
+			hot = 2;
+		else if (dist < 2 * e->budget)
+			hot = 1;
+	}
+	int64_t slot = policy_on_fault_hot(e->pol, addr, hot);
+	if (slot < 0) {
+		engine_fatal(e, "out of memory for the page policy");
+		return;
+	}
+	p->pslot = (uint32_t)slot;
+	p->state = PS_RESIDENT;
+	e->nresident++;
+	if (dirty && !(p->flags & PF_DIRTY)) {
+		p->flags |= PF_DIRTY;
+		e->ndirty++;
+	}
+}
+
+/* A write to the page was seen (write fault, WP fault). */
+static inline void saw_write(struct pent *p)
+{
+	if (p->wscore < 3)
+		p->wscore++;
+}
+
+/*
+ * Write prediction: a read fault on a page that was written in most of its
+ * recent stays installs it writable and dirty, which saves the WP fault of
+ * the write that usually follows (a fault costs about 7 us here, a page sent
+ * again at eviction about 2 us of CPU, off the faulting thread's path). One
+ * such install in four is write-protected anyway, to keep learning: a page
+ * that was not written during a write-protected stay loses a point.
+ */
+static int predict_write(struct sdrsa_engine *e, struct pent *p)
+{
+	if (p->wscore < 2 || (++e->pred_clock & 3) == 0)
+		return 0;
+	e->st.writes_predicted++;
+	return 1;
+}
+
+/* Install write-protected (to see the first write)? Not in a fork child:
+ * it evicts nothing and its userfaultfd has no WP mode. */
+static inline int wp_install(const struct sdrsa_engine *e, int write)
+{
+	return !write && !e->forked_child;
+}
+
+static int fault_zero(struct sdrsa_engine *e, struct pent *p, uint64_t addr, int write)
+{
+	int r = uf_copy(e->uffd, addr, e->zero, wp_install(e, write), 0);
+	if (r == -EEXIST) {
+		uf_wake(e->uffd, addr);
+		e->st.faults_dup++;
+		return 0;
+	}
+	if (r < 0)
+		return r;
+	if (write)
+		saw_write(p);
+	become_resident(e, p, addr, write);
+	e->st.faults_zero++;
+	return 0;
+}
+
+static int fault_refill(struct sdrsa_engine *e, struct pent *p, uint64_t addr, int write)
+{
+	uint32_t s = p->sslot;
+	int r;
+	if (write)
+		saw_write(p);
+	else if (!(p->flags & PF_DIRTY) && predict_write(e, p))
+		p->flags |= PF_PRED;
+	if ((p->flags & (PF_DIRTY | PF_PRED)) || write) {
+		/* No write protection needed: move the page back. */
+		r = uf_move(e->uffd, addr, (uint64_t)(uintptr_t)stg_ptr(e, s), 0);
+		if (r < 0)
+			return r;
+		stg_release_empty(e, s);
+		if (!(p->flags & PF_DIRTY)) {
+			p->flags |= PF_DIRTY;
+			e->ndirty++;
+		}
+	} else {
+		/* Clean: install a write-protected copy in one step, so that no
+		 * write can slip in before protection. */
+		r = uf_copy(e->uffd, addr, stg_ptr(e, s), 1, 0);
+		if (r < 0)
+			return r;
+		stg_release(e, s);
+	}
+	p->state = PS_RESIDENT;
+	e->nstaged--;
+	e->nresident++;
+	policy_on_refill(e->pol, p->pslot);
+	e->st.faults_refill++;
+	return 0;
+}
+
+/* A remote fault in progress: the faulting page (index 0) and the pages
+ * fetched ahead of it, installed as they arrive (fetch_arrived). */
+struct fetch {
+	struct sdrsa_engine *e;
+	size_t n;
+	int write;     /* the fault was a write */
+	int wr;        /* install the faulting page writable */
+	int r0;        /* result of installing the faulting page; 1: not yet */
+	uint64_t qaddr[1 + PREFETCH_MAX];
+	struct pent *qp[1 + PREFETCH_MAX];
+	void *bufs[1 + PREFETCH_MAX];
+	uint8_t arrived[1 + PREFETCH_MAX]; /* 1 arrived, 2 installed or given up */
+};
+
+/*
+ * Pages came in. The faulting page is installed at once and its thread
+ * woken; pages fetched ahead are installed without waking, runs of
+ * consecutive pages (their buffers are consecutive too) with one
+ * UFFDIO_COPY. Pages fetched ahead of a write stream are likely to be
+ * written too: they are installed writable (dirty), which saves a WP fault
+ * each. A page that cannot be installed stays REMOTE (fetched again on its
+ * fault).
+ */
+static void fetch_arrived(void *ctx, const size_t *idx, size_t k)
+{
+	struct fetch *f = ctx;
+	struct sdrsa_engine *e = f->e;
+	for (size_t j = 0; j < k; j++)
+		f->arrived[idx[j]] = 1;
+	e->st.pages_in += k;
+	if (f->arrived[0] == 1) {
+		f->arrived[0] = 2;
+		struct pent *p = f->qp[0];
+		f->r0 = uf_copy(e->uffd, f->qaddr[0], f->bufs[0], wp_install(e, f->wr), 0);
+		if (f->r0 == 0) {
+			e->nremote--;
+			if (f->wr && !f->write)
+				p->flags |= PF_PRED;
+			become_resident(e, p, f->qaddr[0], f->wr);
+			e->st.faults_remote++;
+		}
+	}
+	if (f->r0 == 1)
+		return; /* prefetched pages go in after the faulting one */
+	for (size_t i = 1; i < f->n;) {
+		if (f->arrived[i] != 1) {
+			i++;
+			continue;
+		}
+		size_t run = 1;
+		while (i + run < f->n && f->arrived[i + run] == 1 &&
+		       f->qaddr[i + run] == f->qaddr[i] + run * PAGE)
+			run++;
+		size_t ok = 0;
+		if (f->r0 == 0) {
+			int64_t c = uf_copy_n(e->uffd, f->qaddr[i], f->bufs[i], run,
+					      wp_install(e, f->write), 1);
+			ok = c > 0 ? (size_t)c / PAGE : 0;
+		}
+		for (size_t j = 0; j < run; j++)
+			f->arrived[i + j] = 2;
+		for (size_t j = 0; j < ok; j++) {
+			e->nremote--;
+			become_resident(e, f->qp[i + j], f->qaddr[i + j], f->write);
+			e->st.pages_prefetched++;
+		}
+		i += run;
+	}
+}
+
+static int fault_remote(struct sdrsa_engine *e, struct pent *p, uint64_t addr, int write)
+{
+	uint64_t keys[1 + PREFETCH_MAX];
+	struct fetch *f = e->fetch;
+	size_t n = 1;
+
+	f->e = e;
+	f->write = write;
+	f->r0 = 1;
+	keys[0] = p->key;
+	f->bufs[0] = e->fbuf;
+	f->qaddr[0] = addr;
+	f->qp[0] = p;
+	int64_t stride = 0;
+	uint64_t pn = addr >> 12;
+	unsigned depth = stream_update(e, pn, &stride);
+	uint64_t last = pn;
+	for (unsigned i = 1; i <= depth; i++) {
+		uint64_t qa = (uint64_t)((int64_t)pn + stride * (int64_t)i) << 12;
+		struct pent *q = pt_get(e, qa);
+		if (!q || q->state != PS_REMOTE)
+			continue;
+		keys[n] = q->key;
+		f->bufs[n] = e->fbuf + n * PAGE;
+		f->qaddr[n] = qa;
+		f->qp[n] = q;
+		last = qa >> 12;
+		n++;
+	}
+	f->n = n;
+	memset(f->arrived, 0, n);
+	if (n > 1)
+		stream_skip(e, last, stride);
+	f->wr = write;
+	if (write)
+		saw_write(p);
+	else if (predict_write(e, p))
+		f->wr = 1;
+	int r = e->store->ops->get_stream(e->store, keys, f->bufs, n, fetch_arrived, f);
+	if (r < 0 && f->r0 == 1) {
+		engine_fatal(e, "cannot fetch page %#llx from memory server %s: %s",
+			     (unsigned long long)addr, e->server ? e->server : "(test store)",
+			     strerror(-r));
+		return -EIO;
+	}
+	/* A prefetched page that did not come stays REMOTE. */
+	return f->r0 == 1 ? -EIO : f->r0;
+}
+
+static int fault_missing(struct sdrsa_engine *e, uint64_t addr, int write, uint32_t ptid)
+{
+	struct pent *p = pt_make(e, addr);
+	if (!p) {
+		engine_fatal(e, "out of memory for the page table");
+		return -EIO;
+	}
+	switch (p->state) {
+	case PS_NONE:
+		return fault_zero(e, p, addr, write);
+	case PS_STAGED:
+		return fault_refill(e, p, addr, write);
+	case PS_REMOTE:
+		return fault_remote(e, p, addr, write);
+	case PS_RESIDENT: {
+		/* Usually a second thread on a page already served. Probe
+		 * with a copy so that a page that vanished anyway (it cannot
+		 * while our state is right) does not loop for ever. */
+		int r = uf_copy(e->uffd, addr, e->zero, wp_install(e, 0), 0);
+		if (r == -EEXIST) {
+			uf_wake(e->uffd, addr);
+			e->st.faults_dup++;
+			return 0;
+		}
+		if (r == 0)
+			elog(e, SDRSA_LOG_WARN, "resident page %#llx was missing; zero-filled",
+			     (unsigned long long)addr);
+		return r;
+	}
+	case PS_GONE:
+		/* Touched after the engine released its pages at exit. The
+		 * exiting thread (running the last destructors) must not wait
+		 * for ever; any other thread is left waiting: exit_group()
+		 * is about to end it. */
+		if (ptid == e->exit_tid || !ptid)
+			engine_fatal(e, "page %#llx was touched after the paging engine released "
+				     "the program's memory at exit",
+				     (unsigned long long)addr);
+		return -EIO;
+	default:
+		uf_wake(e->uffd, addr);
+		return 0;
+	}
+}
+
+static void fault_wp(struct sdrsa_engine *e, uint64_t addr)
+{
+	struct pent *p = pt_get(e, addr);
+	if (!p || p->state != PS_RESIDENT) {
+		/* Taken away while the writer waited: let it fault again as a
+		 * missing page. */
+		uf_wake(e->uffd, addr);
+		return;
+	}
+	if (!(p->flags & PF_DIRTY)) {
+		p->flags |= PF_DIRTY;
+		e->ndirty++;
+	}
+	saw_write(p);
+	policy_on_access(e->pol, p->pslot);
+	e->st.faults_wp++;
+	if (uf_wp(e->uffd, addr, PAGE, 0) < 0)
+		uf_wake(e->uffd, addr);
+}
+
+/* ---- events ---- */
+
+/* The program dropped [start, end): forget local and remote copies. */
+static void drop_range(struct sdrsa_engine *e, uint64_t start, uint64_t end)
+{
+	start &= PAGE_MASK;
+	for (uint64_t cb = start & ~((1ull << CHUNK_SHIFT) - 1); cb < end;
+	     cb += 1ull << CHUNK_SHIFT) {
+		struct chunk *c = chunk_get(e, cb);
+		if (!c)
+			continue;
+		uint64_t a0 = MAX(cb, start), a1 = MIN(cb + (1ull << CHUNK_SHIFT), end);
+		for (uint64_t a = a0; a < a1; a += PAGE) {
+			struct pent *p = pent_of(c, a);
+			switch (p->state) {
+			case PS_RESIDENT:
+				policy_remove(e->pol, p->pslot);
+				e->nresident--;
+				break;
+			case PS_STAGED:
+				policy_remove(e->pol, p->pslot);
+				stg_release(e, p->sslot);
+				e->nstaged--;
+				break;
+			case PS_REMOTE:
+				e->nremote--;
+				break;
+			default:
+				break;
+			}
+			if (p->flags & PF_DIRTY)
+				e->ndirty--;
+			release_key(e, p);
+			memset(p, 0, sizeof(*p));
+		}
+		chunk_maybe_free(e, c);
+	}
+	flush_frees(e);
+}
+
+/* mremap moved [from, from + len) to `to`: move the entries along. */
+static void remap_range(struct sdrsa_engine *e, uint64_t from, uint64_t to, uint64_t len)
+{
+	/* Whatever was recorded at the destination is stale. */
+	drop_range(e, to, to + len);
+	for (uint64_t off = 0; off < len; off += PAGE) {
+		struct chunk *c = chunk_get(e, from + off);
+		if (!c) {
+			/* Skip to the next chunk. */
+			uint64_t next = ((from + off) | ((1ull << CHUNK_SHIFT) - 1)) + 1;
+			off = next - from - PAGE;
+			continue;
+		}
+		struct pent *p = pent_of(c, from + off);
+		if (p->state == PS_NONE && !p->flags)
+			continue;
+		struct pent *d = pt_make(e, to + off);
+		if (!d) {
+			engine_fatal(e, "out of memory for the page table");
+			return;
+		}
+		*d = *p;
+		if (d->state == PS_RESIDENT || d->state == PS_STAGED)
+			policy_set_cookie(e->pol, d->pslot, to + off);
+		memset(p, 0, sizeof(*p));
+	}
+	for (uint64_t cb = from & ~((1ull << CHUNK_SHIFT) - 1); cb < from + len;
+	     cb += 1ull << CHUNK_SHIFT) {
+		struct chunk *c = chunk_get(e, cb);
+		if (c)
+			chunk_maybe_free(e, c);
+	}
+}
+
+static void handle_event(struct sdrsa_engine *e, const struct uffd_msg *m)
+{
+	e->st.events++;
+	switch (m->event) {
+	case UFFD_EVENT_UNMAP:
+	case UFFD_EVENT_REMOVE:
+		drop_range(e, m->arg.remove.start, m->arg.remove.end);
+		break;
+	case UFFD_EVENT_REMAP:
+		remap_range(e, m->arg.remap.from, m->arg.remap.to, m->arg.remap.len);
+		break;
+	case UFFD_EVENT_FORK:
+		/* Not requested; never keep a child's descriptor. */
+		close((int)m->arg.fork.ufd);
+		break;
+	default:
+		break;
+	}
+}
+
+/* Read pending messages into the queue (non-blocking). */
+static void read_msgs(struct sdrsa_engine *e)
+{
+	while (e->qn < QUEUE_MAX) {
+		size_t want = (QUEUE_MAX - e->qn) * sizeof(struct uffd_msg);
+		ssize_t n = read(e->uffd, &e->q[e->qn], want);
+		if (n <= 0) {
+			if (n < 0 && errno == EINTR)
+				continue;
+			return;
+		}
+		e->qn += (size_t)n / sizeof(struct uffd_msg);
+		/* A short read took everything pending: no second read that
+		 * would only say EAGAIN. */
+		if ((size_t)n < want)
+			return;
+	}
+}
+
+static void handle_fault(struct sdrsa_engine *e, const struct uffd_msg *m)
+{
+	uint64_t t0 = sdrsa_now_ns();
+	uint64_t addr = m->arg.pagefault.address & PAGE_MASK;
+	uint64_t fl = m->arg.pagefault.flags;
+	uint64_t remote_before = e->st.faults_remote;
+	int r = 0;
+
+	if (fl & UFFD_PAGEFAULT_FLAG_WP)
+		fault_wp(e, addr);
+	else
+		r = fault_missing(e, addr, !!(fl & UFFD_PAGEFAULT_FLAG_WRITE),
+				  m->arg.pagefault.feat.ptid);
+	if (e->dead)
+		return;
+	if (r == -EAGAIN) {
+		/* An event is pending: consume it, let the thread fault again. */
+		read_msgs(e);
+		uf_wake(e->uffd, addr);
+	} else if (r < 0 && r != -EIO) {
+		/* ENOENT/EINVAL: the mapping went away; the thread will see
+		 * that when it retries. */
+		uf_wake(e->uffd, addr);
+	}
+	uint64_t dt = sdrsa_now_ns() - t0;
+	hist_add(&e->lat_all, dt);
+	if (e->st.faults_remote != remote_before)
+		hist_add(&e->lat_remote, dt);
+	/* Evict after the faulting thread was woken, not before: the
+	 * eviction work is off its path (the budget is exceeded by the pages
+	 * of one fault for that long). */
+	if (!e->dead)
+		(void)make_room(e, 0);
+}
+
+static void process_queue(struct sdrsa_engine *e)
+{
+	while (e->qn && !e->dead) {
+		size_t n = e->qn;
+		for (size_t i = 0; i < n; i++)
+			if (e->q[i].event != UFFD_EVENT_PAGEFAULT) {
+				handle_event(e, &e->q[i]);
+				e->q[i].event = 0;
+			}
+		for (size_t i = 0; i < n && !e->dead; i++)
+			if (e->q[i].event == UFFD_EVENT_PAGEFAULT)
+				handle_fault(e, &e->q[i]);
+		memmove(e->q, e->q + n, (e->qn - n) * sizeof(*e->q));
+		e->qn -= n;
+	}
+}
+
+/*
+ * The handler: poll the program's userfaultfd and serve what arrives. After
+ * work it keeps looking for spin_us (non-blocking reads and sched_yield)
+ * before it sleeps in poll(): a program that faults often then finds the
+ * handler awake, which saves a wake-up per fault (on one vCPU the yield hands
+ * the CPU to the faulting thread at once; across vCPUs it saves the
+ * cross-CPU wake-up of the handler).
+ */
+/* The handler thread ends without being asked to (a bug, or a test's
+ * injected fault): faulting threads would wait for ever, so stop loudly. */
+static void handler_gone(void *arg)
+{
+	struct sdrsa_engine *e = arg;
+	if (!__atomic_load_n(&e->stopping, __ATOMIC_ACQUIRE) && !e->dead)
+		engine_fatal(e, "the paging engine's thread stopped unexpectedly; the program "
+				"cannot go on without it");
+}
+
+/* Tests only: SDRSA_TEST_FAULT=exit@N or crash@N makes the handler thread
+ * end (pthread_exit) or crash (SIGSEGV) after serving N faults. */
+static void test_fault_point(struct sdrsa_engine *e)
+{
+	if (!e->inject || e->st.faults_zero + e->st.faults_remote + e->st.faults_refill <
+				  e->inject_after)
+		return;
+	if (e->inject == 1) {
+		pthread_mutex_unlock(&e->lock);
+		pthread_exit(NULL);
+	}
+	static volatile uintptr_t bad = 8;
+	*(volatile int *)bad = 1; /* a real fault: the kernel kills the process */
+}
+
+static void handler_loop(struct sdrsa_engine *e)
+{
+	uint64_t spin_ns = (uint64_t)e->spin_us * 1000u, last = 0, busy = 0;
+	for (;;) {
+		if (__atomic_load_n(&e->stopping, __ATOMIC_ACQUIRE))
+			break;
+		pthread_mutex_lock(&e->lock);
+		size_t got = 0;
+		if (!e->dead) {
+			read_msgs(e);
+			got = e->qn;
+			process_queue(e);
+			test_fault_point(e);
+		}
+		pthread_mutex_unlock(&e->lock);
+		if (got) {
+			last = sdrsa_now_ns();
+			/* Busy for long: still notice fork children that are gone. */
+			if (e->nkids && ++busy % 4096 == 0) {
+				pthread_mutex_lock(&e->lock);
+				kids_check(e);
+				pthread_mutex_unlock(&e->lock);
+			}
+			continue;
+		}
+		if (spin_ns && !e->dead && sdrsa_now_ns() - last < spin_ns) {
+			sched_yield();
+			continue;
+		}
+		/* Over budget because the server refused pages: wake up for
+		 * the retry even if the program does not fault. */
+		int timeout = -1;
+		if (e->full_since && !e->dead) {
+			uint64_t now = sdrsa_now_ms();
+			timeout = e->full_retry_at > now ? (int)(e->full_retry_at - now) : 0;
+		}
+		/* stopfd, uffd, kickfd, then the fork children's descriptors
+		 * (read under the lock; kickfd tells us when they change). */
+		struct pollfd pf[3 + 64];
+		nfds_t n = 0;
+		pf[n++] = (struct pollfd){.fd = e->stopfd, .events = POLLIN};
+		if (!e->dead) {
+			pf[n++] = (struct pollfd){.fd = e->uffd, .events = POLLIN};
+			if (e->kickfd >= 0)
+				pf[n++] = (struct pollfd){.fd = e->kickfd, .events = POLLIN};
+			pthread_mutex_lock(&e->lock);
+			for (size_t i = 0; i < e->nkids && n < 3 + 64; i++)
+				if (e->kids[i].fd >= 0)
+					pf[n++] = (struct pollfd){.fd = e->kids[i].fd, .events = POLLIN};
+			/* A child whose state cannot be polled (no pidfd):
+			 * look again every second. */
+			for (size_t i = 0; i < e->nkids; i++)
+				if (e->kids[i].fd < 0 && (timeout < 0 || timeout > 1000))
+					timeout = 1000;
+			pthread_mutex_unlock(&e->lock);
+		}
+		int r = poll(pf, n, timeout);
+		if (r < 0) {
+			if (errno == EINTR)
+				continue;
+			break;
+		}
+		if (pf[0].revents)
+			break;
+		int kids_moved = r == 0;
+		for (nfds_t i = 2; i < n; i++)
+			if (pf[i].revents)
+				kids_moved = 1;
+		if (n > 2 && pf[2].fd == e->kickfd && pf[2].revents) {
+			uint64_t v;
+			if (read(e->kickfd, &v, sizeof(v)) < 0) {
+				/* nothing to drain */
+			}
+		}
+		if (kids_moved) {
+			pthread_mutex_lock(&e->lock);
+			if (!e->dead) {
+				if (e->nkids)
+					kids_check(e);
+				(void)make_room(e, 0);
+			}
+			pthread_mutex_unlock(&e->lock);
+		}
+		last = sdrsa_now_ns();
+	}
+}
+
+static void *handler_main(void *arg)
+{
+	struct sdrsa_engine *e = arg;
+	sdrsa_engine_internal = 1;
+	pthread_cleanup_push(handler_gone, e);
+	handler_loop(e);
+	pthread_cleanup_pop(1);
+	return NULL;
+}
+
+/* ---- setup ---- */
+
+static int uffd_open(uint64_t features, uint64_t *got)
+{
+	int fd = (int)syscall(SYS_userfaultfd, O_CLOEXEC | O_NONBLOCK);
+	if (fd < 0)
+		return errno == ENOSYS ? -ENOSYS : -errno;
+	struct uffdio_api api = {.api = UFFD_API, .features = features};
+	if (ioctl(fd, UFFDIO_API, &api) < 0) {
+		int r = -errno;
+		close(fd);
+		return r == -EINVAL ? -ENOSYS : r;
+	}
+	if ((api.features & features) != features) {
+		close(fd);
+		return -ENOSYS;
+	}
+	if (got)
+		*got = api.features;
+	return fd;
+}
+
+static char *xstrdup(const char *s)
+{
+	return s ? strdup(s) : NULL;
+}
+
+void sdrsa_engine_free(struct sdrsa_engine *e)
+{
+	if (!e)
+		return;
+	int internal = sdrsa_engine_internal;
+	sdrsa_engine_internal = 1;
+	pthread_mutex_lock(&reg_lock);
+	for (struct sdrsa_engine **pp = &reg_head; *pp; pp = &(*pp)->reg_next)
+		if (*pp == e) {
+			*pp = e->reg_next;
+			break;
+		}
+	pthread_mutex_unlock(&reg_lock);
+	if (e->thread_started) {
+		uint64_t one = 1;
+		__atomic_store_n(&e->stopping, 1, __ATOMIC_RELEASE);
+		if (write(e->stopfd, &one, sizeof(one)) < 0) {
+			/* the handler will not stop; still join below */
+		}
+		pthread_join(e->thread, NULL);
+	}
+	struct sdrsa_region *r = e->regions;
+	while (r) {
+		struct sdrsa_region *next = r->next;
+		struct uffdio_range rg = {.start = (uint64_t)(uintptr_t)r->addr, .len = r->size};
+		if (e->uffd >= 0)
+			(void)ioctl(e->uffd, UFFDIO_UNREGISTER, &rg);
+		if (r->owned)
+			munmap(r->addr, r->size);
+		free(r);
+		r = next;
+	}
+	if (e->store && !e->forked_child && !e->dead)
+		(void)e->store->ops->free_all(e->store, NULL);
+	if (!e->forked_child)
+		store_free(e->store);
+	for (size_t i = 0; e->ht && i < e->ht_size; i++) {
+		while (e->ht[i]) {
+			struct chunk *c = e->ht[i];
+			e->ht[i] = c->next;
+			free(c);
+		}
+	}
+	free(e->ht);
+	policy_free(e->pol);
+	if (e->stg)
+		munmap(e->stg, (size_t)e->stg_cap * PAGE);
+	free(e->stg_state);
+	if (e->uffd >= 0)
+		close(e->uffd);
+	if (e->sfd >= 0)
+		close(e->sfd);
+	if (e->stopfd >= 0)
+		close(e->stopfd);
+	if (e->kickfd >= 0)
+		close(e->kickfd);
+	for (size_t i = 0; i < e->nkids; i++)
+		if (e->kids[i].fd >= 0)
+			close(e->kids[i].fd);
+	free(e->kids);
+	free(e->deferred);
+	free(e->q);
+	free(e->zero);
+	free(e->fbuf);
+	free(e->fetch);
+	free(e->fkeys);
+	free(e->recycled);
+	free(e->name);
+	free(e->server);
+	pthread_mutex_destroy(&e->lock);
+	free(e);
+	sdrsa_engine_internal = internal;
+}
+
+int engine_new_with_store(const struct sdrsa_engine_config *cfg, struct store *store,
+			  struct sdrsa_engine **ret)
+{
+	int r;
+	if (!cfg || !store || !ret) {
+		store_free(store);
+		return -EINVAL;
+	}
+	uint64_t budget = cfg->local_bytes / PAGE;
+	if (budget < 64 || cfg->staging_pct > 50) {
+		store_free(store);
+		return -EINVAL;
+	}
+	int internal = sdrsa_engine_internal;
+	sdrsa_engine_internal = 1;
+	struct sdrsa_engine *e = calloc(1, sizeof(*e));
+	if (!e) {
+		store_free(store);
+		sdrsa_engine_internal = internal;
+		return -ENOMEM;
+	}
+	pthread_mutex_init(&e->lock, NULL);
+	e->uffd = e->sfd = e->stopfd = e->kickfd = -1;
+	e->fork_pipe[0] = e->fork_pipe[1] = -1;
+	e->startcode = read_startcode(getpid());
+	e->cfg = *cfg;
+	e->store = store;
+	e->server = xstrdup(cfg->server);
+	e->name = xstrdup(cfg->name);
+	e->cfg.server = e->server;
+	e->cfg.name = e->name;
+	if (cfg->key) {
+		memcpy(e->key, cfg->key, SDRSA_KEY_SIZE);
+		e->cfg.key = e->key;
+	}
+	const char *tf = getenv("SDRSA_TEST_FAULT");
+	if (tf && (!strncmp(tf, "exit@", 5) || !strncmp(tf, "crash@", 6))) {
+		e->inject = tf[0] == 'e' ? 1 : 2;
+		e->inject_after = strtoull(strchr(tf, '@') + 1, NULL, 10);
+	}
+	e->budget = budget;
+	e->spin_us = cfg->spin_us < 0 ? 0 : cfg->spin_us ? (unsigned)cfg->spin_us : 50;
+	e->batch = (uint32_t)MIN((uint64_t)BATCH_MAX, MAX(budget / 16, 1));
+	unsigned pct = cfg->staging_pct ? cfg->staging_pct : 12;
+	uint64_t target = budget * pct / 100;
+	if (cfg->policy == SDRSA_POLICY_FIFO)
+		target = 0; /* pages pass through staging straight to the server */
+	target = MAX(target, (uint64_t)e->batch);
+	e->stage_target = (uint32_t)target;
+	/* Twice the target: slots freed out of order (refills) leave holes
+	 * until the tail passes them. Address space only. */
+	e->stg_cap = 2 * e->stage_target;
+	e->next_key = 1;
+	e->key_prefix = ((uint64_t)getpid() & ((1ull << 22) - 1)) << 42;
+	e->st.budget_pages = budget;
+
+	e->ht_size = 1024;
+	e->ht = calloc(e->ht_size, sizeof(*e->ht));
+	e->q = calloc(QUEUE_MAX, sizeof(*e->q));
+	e->fkeys = calloc(SDRSA_MAX_BATCH, sizeof(*e->fkeys));
+	e->stg_state = calloc(e->stg_cap, sizeof(*e->stg_state));
+	e->zero = aligned_alloc(PAGE, PAGE);
+	e->fbuf = aligned_alloc(PAGE, (1 + PREFETCH_MAX) * PAGE);
+	e->fetch = calloc(1, sizeof(*e->fetch));
+	r = policy_new(cfg->policy == SDRSA_POLICY_FIFO ? POLICY_FIFO : POLICY_CLOCK, &e->pol);
+	if (!e->ht || !e->q || !e->fkeys || !e->stg_state || !e->zero || !e->fbuf || !e->fetch || r < 0) {
+		r = -ENOMEM;
+		goto out_free;
+	}
+	memset(e->zero, 0, PAGE);
+
+	uint64_t want = UFFD_FEATURE_PAGEFAULT_FLAG_WP | UFFD_FEATURE_EVENT_REMAP |
+			UFFD_FEATURE_EVENT_REMOVE | UFFD_FEATURE_EVENT_UNMAP |
+			UFFD_FEATURE_THREAD_ID | UFFD_FEATURE_MOVE;
+	r = uffd_open(want, NULL);
+	if (r < 0)
+		goto out_free;
+	e->uffd = r;
+	r = uffd_open(UFFD_FEATURE_MOVE, NULL);
+	if (r < 0)
+		goto out_free;
+	e->sfd = r;
+	e->stg = mmap(NULL, (size_t)e->stg_cap * PAGE, PROT_READ | PROT_WRITE,
+		      MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+	if (e->stg == MAP_FAILED) {
+		e->stg = NULL;
+		r = -ENOMEM;
+		goto out_free;
+	}
+	struct uffdio_register reg = {
+		.range = {.start = (uint64_t)(uintptr_t)e->stg, .len = (uint64_t)e->stg_cap * PAGE},
+		.mode = UFFDIO_REGISTER_MODE_MISSING,
+	};
+	if (ioctl(e->sfd, UFFDIO_REGISTER, &reg) < 0) {
+		r = -errno;
+		goto out_free;
+	}
+	e->stopfd = eventfd(0, EFD_CLOEXEC);
+	e->kickfd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+	if (e->stopfd < 0 || e->kickfd < 0) {
+		r = -errno;
+		goto out_free;
+	}
+	/* The handler must not take the program's signals. */
+	sigset_t all, old;
+	sigfillset(&all);
+	pthread_sigmask(SIG_BLOCK, &all, &old);
+	r = -pthread_create(&e->thread, NULL, handler_main, e);
+	pthread_sigmask(SIG_SETMASK, &old, NULL);
+	if (r < 0)
+		goto out_free;
+	e->thread_started = 1;
+	pthread_once(&reg_once, reg_atfork_install);
+	pthread_mutex_lock(&reg_lock);
+	e->reg_next = reg_head;
+	reg_head = e;
+	pthread_mutex_unlock(&reg_lock);
+	*ret = e;
+	sdrsa_engine_internal = internal;
+	return 0;
+
+out_free:
+	sdrsa_engine_free(e);
+	sdrsa_engine_internal = internal;
+	return r;
+}
+
+int sdrsa_engine_new(const struct sdrsa_engine_config *cfg, struct sdrsa_engine **ret)
+{
+	if (!cfg || !cfg->server || !ret)
+		return -EINVAL;
+	if (cfg->local_bytes / PAGE < 64 || cfg->staging_pct > 50)
+		return -EINVAL;
+	char defname[SDRSA_NAME_MAX + 1];
+	const char *name = cfg->name;
+	if (!name) {
+		char host[32] = "host";
+		(void)gethostname(host, sizeof(host) - 1);
+		host[sizeof(host) - 1] = 0;
+		for (char *c = host; *c; c++)
+			if (!((*c >= 'a' && *c <= 'z') || (*c >= 'A' && *c <= 'Z') ||
+			      (*c >= '0' && *c <= '9') || *c == '-' || *c == '.'))
+				*c = '-';
+		snprintf(defname, sizeof(defname), "sdrsa-%s-%d", host, (int)getpid());
+		name = defname;
+	}
+	int internal = sdrsa_engine_internal;
+	sdrsa_engine_internal = 1;
+	struct sdrsa_client_config cc = {
+		.address = cfg->server,
+		.name = name,
+		.key = cfg->key,
+		.timeout_ms = cfg->timeout_ms,
+		.log = cfg->log,
+		.log_userdata = cfg->log_userdata,
+	};
+	struct store *s;
+	int r = store_sdrsa_new(&cc, cfg->retry_ms, &s);
+	if (r >= 0) {
+		struct sdrsa_engine_config c2 = *cfg;
+		c2.name = name;
+		r = engine_new_with_store(&c2, s, ret);
+	}
+	sdrsa_engine_internal = internal;
+	return r;
+}
+
+int sdrsa_engine_manage(struct sdrsa_engine *e, void *addr, size_t len)
+{
+	if (!e || !addr || !len || ((uintptr_t)addr & (PAGE - 1)) || (len & (PAGE - 1)))
+		return -EINVAL;
+	struct uffdio_register reg = {
+		.range = {.start = (uint64_t)(uintptr_t)addr, .len = len},
+		.mode = UFFDIO_REGISTER_MODE_MISSING | UFFDIO_REGISTER_MODE_WP,
+	};
+	if (ioctl(e->uffd, UFFDIO_REGISTER, &reg) < 0)
+		return -errno;
+	pthread_mutex_lock(&e->lock);
+	e->managed_bytes += len;
+	pthread_mutex_unlock(&e->lock);
+	return 0;
+}
+
+int sdrsa_region_new(struct sdrsa_engine *e, size_t size, struct sdrsa_region **ret)
+{
+	if (!e || !size || !ret || size > (1ull << 46))
+		return -EINVAL;
+	size = (size + PAGE - 1) & PAGE_MASK;
+	int internal = sdrsa_engine_internal;
+	sdrsa_engine_internal = 1;
+	int r;
+	struct sdrsa_region *rg = calloc(1, sizeof(*rg));
+	void *a = mmap(NULL, size, PROT_READ | PROT_WRITE,
+		       MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+	if (!rg || a == MAP_FAILED) {
+		r = -ENOMEM;
+		goto out;
+	}
+	struct uffdio_register reg = {
+		.range = {.start = (uint64_t)(uintptr_t)a, .len = size},
+		.mode = UFFDIO_REGISTER_MODE_MISSING | UFFDIO_REGISTER_MODE_WP,
+	};
+	if (ioctl(e->uffd, UFFDIO_REGISTER, &reg) < 0) {
+		r = -errno;
+		goto out;
+	}
+	rg->e = e;
+	rg->addr = a;
+	rg->size = size;
+	rg->owned = 1;
+	pthread_mutex_lock(&e->lock);
+	rg->next = e->regions;
+	e->regions = rg;
+	e->managed_bytes += size;
+	pthread_mutex_unlock(&e->lock);
+	*ret = rg;
+	sdrsa_engine_internal = internal;
+	return 0;
+out:
+	if (a != MAP_FAILED)
+		munmap(a, size);
+	free(rg);
+	sdrsa_engine_internal = internal;
+	return r;
+}
+
+void *sdrsa_region_addr(const struct sdrsa_region *r)
+{
+	return r ? r->addr : NULL;
+}
+
+size_t sdrsa_region_size(const struct sdrsa_region *r)
+{
+	return r ? r->size : 0;
+}
+
+void sdrsa_region_free(struct sdrsa_region *rg)
+{
+	if (!rg)
+		return;
+	struct sdrsa_engine *e = rg->e;
+	pthread_mutex_lock(&e->lock);
+	struct sdrsa_region **pp = &e->regions;
+	while (*pp && *pp != rg)
+		pp = &(*pp)->next;
+	if (*pp)
+		*pp = rg->next;
+	e->managed_bytes -= rg->size;
+	pthread_mutex_unlock(&e->lock);
+	/* The UNMAP event makes the handler drop the pages; munmap returns
+	 * once the handler has read it. Never called with the lock held. */
+	munmap(rg->addr, rg->size);
+	/* The handler reads the event and handles it in one locked section:
+	 * once we get the lock, the pages are dropped and freed. */
+	pthread_mutex_lock(&e->lock);
+	pthread_mutex_unlock(&e->lock);
+	free(rg);
+}
+
+static void stats_locked(struct sdrsa_engine *e, struct sdrsa_engine_stats *out)
+{
+	*out = e->st;
+	out->managed_bytes = e->managed_bytes;
+	out->resident = e->nresident;
+	out->staged = e->nstaged;
+	out->remote = e->nremote;
+	out->dirty = e->ndirty;
+	out->bytes_sent = e->store->bytes_sent;
+	out->bytes_recv = e->store->bytes_recv;
+	out->retries = e->store->retries;
+	out->lat_p50_ns = hist_pct(&e->lat_all, 50);
+	out->lat_p90_ns = hist_pct(&e->lat_all, 90);
+	out->lat_p99_ns = hist_pct(&e->lat_all, 99);
+	out->lat_max_ns = e->lat_all.max;
+	out->remote_p50_ns = hist_pct(&e->lat_remote, 50);
+	out->remote_p99_ns = hist_pct(&e->lat_remote, 99);
+}
+
+int sdrsa_engine_stats(struct sdrsa_engine *e, struct sdrsa_engine_stats *out)
+{
+	if (!e || !out)
+		return -EINVAL;
+	pthread_mutex_lock(&e->lock);
+	stats_locked(e, out);
+	pthread_mutex_unlock(&e->lock);
+	return 0;
+}
+
+int sdrsa_engine_format_stats(const struct sdrsa_engine_stats *s, int json, char *buf, size_t n)
+{
+	if (json)
+		return snprintf(
+			buf, n,
+			"{\"budget_pages\":%llu,\"managed_bytes\":%llu,"
+			"\"faults\":{\"zero\":%llu,\"remote\":%llu,\"refill\":%llu,\"wp\":%llu,"
+			"\"dup\":%llu},"
+			"\"pages_in\":%llu,\"pages_prefetched\":%llu,\"pages_out\":%llu,"
+			"\"pages_dropped\":%llu,\"pages_staged\":%llu,\"pages_freed\":%llu,"
+			"\"bytes_sent\":%llu,\"bytes_recv\":%llu,"
+			"\"resident\":%llu,\"staged\":%llu,\"remote\":%llu,\"dirty\":%llu,"
+			"\"events\":%llu,\"retries\":%llu,\"writes_predicted\":%llu,"
+			"\"store_refusals\":%llu,"
+			"\"fault_latency_ns\":{\"p50\":%llu,\"p90\":%llu,\"p99\":%llu,\"max\":%llu},"
+			"\"remote_fault_latency_ns\":{\"p50\":%llu,\"p99\":%llu}}",
+			(unsigned long long)s->budget_pages, (unsigned long long)s->managed_bytes,
+			(unsigned long long)s->faults_zero, (unsigned long long)s->faults_remote,
+			(unsigned long long)s->faults_refill, (unsigned long long)s->faults_wp,
+			(unsigned long long)s->faults_dup, (unsigned long long)s->pages_in,
+			(unsigned long long)s->pages_prefetched, (unsigned long long)s->pages_out,
+			(unsigned long long)s->pages_dropped, (unsigned long long)s->pages_staged,
+			(unsigned long long)s->pages_freed, (unsigned long long)s->bytes_sent,
+			(unsigned long long)s->bytes_recv, (unsigned long long)s->resident,
+			(unsigned long long)s->staged, (unsigned long long)s->remote,
+			(unsigned long long)s->dirty, (unsigned long long)s->events,
+			(unsigned long long)s->retries, (unsigned long long)s->writes_predicted,
+			(unsigned long long)s->store_refusals, (unsigned long long)s->lat_p50_ns,
+			(unsigned long long)s->lat_p90_ns, (unsigned long long)s->lat_p99_ns,
+			(unsigned long long)s->lat_max_ns, (unsigned long long)s->remote_p50_ns,
+			(unsigned long long)s->remote_p99_ns);
+	return snprintf(buf, n,
+			"faults zero %llu remote %llu refill %llu wp %llu | pages in %llu "
+			"(prefetched %llu) out %llu dropped %llu | sent %.1f MiB | "
+			"resident %llu staged %llu remote %llu dirty %llu (budget %llu) | "
+			"fault p50 %.1f us p99 %.1f us, remote p50 %.1f us p99 %.1f us",
+			(unsigned long long)s->faults_zero, (unsigned long long)s->faults_remote,
+			(unsigned long long)s->faults_refill, (unsigned long long)s->faults_wp,
+			(unsigned long long)s->pages_in, (unsigned long long)s->pages_prefetched,
+			(unsigned long long)s->pages_out, (unsigned long long)s->pages_dropped,
+			(double)s->bytes_sent / (1024.0 * 1024.0), (unsigned long long)s->resident,
+			(unsigned long long)s->staged, (unsigned long long)s->remote,
+			(unsigned long long)s->dirty, (unsigned long long)s->budget_pages,
+			(double)s->lat_p50_ns / 1000.0, (double)s->lat_p99_ns / 1000.0,
+			(double)s->remote_p50_ns / 1000.0, (double)s->remote_p99_ns / 1000.0);
+}
+
+/* ---- fork ---- */
+
+/*
+ * fork() without UFFD_FEATURE_EVENT_FORK: the kernel drops the child's
+ * registration, so a page not present in the child would silently read as
+ * zeros. Instead:
+ *
+ * - prepare (parent, before fork): take the lock (held across the fork, so
+ *   the table is consistent), flag every stored key PF_FROZEN and count a
+ *   pending child; create a pipe whose write end the child keeps (closed by
+ *   its exec or exit, and inherited by its own fork children).
+ * - parent: the child is tracked (engine_fork_pid() adds its pid). While any
+ *   child lives, frozen keys are never overwritten (a dirty page is stored
+ *   under a new key) nor freed (the frees wait in `deferred`).
+ * - child (engine_atfork_child): a small engine of its own. Staged pages
+ *   are copied back into place; pages held remotely stay REMOTE with the
+ *   parent's keys (PF_BORROWED); their runs are registered with a new
+ *   userfaultfd (MISSING only) and served by a new handler thread, which
+ *   fetches them over its own connection (opened on first use). The child
+ *   evicts nothing and manages no new memory; it never frees or writes a
+ *   borrowed key.
+ *
+ * A child is gone for the parent when its pipe is at EOF and either it
+ * exited or it exec'd (its startcode differs from ours): a program that
+ * closes all its descriptors keeps the keys frozen until it exits.
+ */
+static uint64_t read_startcode(pid_t pid)
+{
+	char path[64], buf[1024];
+	snprintf(path, sizeof(path), "/proc/%d/stat", (int)pid);
+	int fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		return 0;
+	ssize_t n = read(fd, buf, sizeof(buf) - 1);
+	close(fd);
+	if (n <= 0)
+		return 0;
+	buf[n] = 0;
+	/* Field 26; the command (field 2) may hold spaces: count from ')'. */
+	char *p = strrchr(buf, ')');
+	if (!p)
+		return 0;
+	int field = 2;
+	for (; *p && field < 26; p++)
+		if (*p == ' ')
+			field++;
+	return strtoull(p, NULL, 10);
+}
+
+static void kids_thaw_if_none(struct sdrsa_engine *e)
+{
+	if (e->nkids || e->kids_pending || !e->ndeferred)
+		return;
+	for (size_t i = 0; i < e->ndeferred; i++)
+		queue_free(e, e->deferred[i]);
+	e->ndeferred = 0;
+	flush_frees(e);
+}
+
+/* Is the child gone (exited, or exec'd), as far as our keys go? */
+static int kid_done(struct sdrsa_engine *e, struct kid *k)
+{
+	if (!k->pipe_eof || !k->pid)
+		return 0;
+	if (k->fd >= 0) {
+		/* A pidfd: readable once the child exited. */
+		struct pollfd pf = {.fd = k->fd, .events = POLLIN};
+		if (poll(&pf, 1, 0) > 0)
+			return 1;
+	} else if (kill(k->pid, 0) < 0 && errno == ESRCH) {
+		return 1;
+	}
+	uint64_t sc = read_startcode(k->pid);
+	return sc && e->startcode && sc != e->startcode;
+}
+
+/* Look at the children (their pipes and pidfds are in the handler's poll
+ * set, or the handler is idle); forget the ones that are gone. */
+static void kids_check(struct sdrsa_engine *e)
+{
+	for (size_t i = 0; i < e->nkids;) {
+		struct kid *k = &e->kids[i];
+		if (!k->pipe_eof) {
+			char b;
+			ssize_t n = read(k->fd, &b, 1);
+			if (n == 0 || (n < 0 && errno != EAGAIN && errno != EINTR)) {
+				close(k->fd);
+				k->fd = -1;
+				k->pipe_eof = 1;
+				if (k->pid)
+					k->fd = (int)syscall(SYS_pidfd_open, k->pid, 0);
+			}
+		}
+		if (kid_done(e, k)) {
+			if (k->fd >= 0)
+				close(k->fd);
+			e->kids[i] = e->kids[--e->nkids];
+			continue;
+		}
+		i++;
+	}
+	kids_thaw_if_none(e);
+}
+
+static void engine_atfork_prepare(struct sdrsa_engine *e)
+{
+	pthread_mutex_lock(&e->lock);
+	if (e->dead)
+		return;
+	for (size_t i = 0; i < e->ht_size; i++)
+		for (struct chunk *c = e->ht[i]; c; c = c->next)
+			for (unsigned j = 0; j < CHUNK_PAGES; j++)
+				if ((c->p[j].flags & (PF_STORED | PF_BORROWED)) == PF_STORED)
+					c->p[j].flags |= PF_FROZEN;
+	e->kids_pending++;
+	if (pipe2(e->fork_pipe, O_CLOEXEC) < 0)
+		e->fork_pipe[0] = e->fork_pipe[1] = -1;
+}
+
+static void engine_atfork_parent(struct sdrsa_engine *e)
+{
+	if (!e->dead && e->fork_pipe[0] >= 0) {
+		close(e->fork_pipe[1]);
+		if (e->nkids == e->kids_cap) {
+			size_t ncap = e->kids_cap ? e->kids_cap * 2 : 8;
+			struct kid *n = realloc(e->kids, ncap * sizeof(*n));
+			if (n) {
+				e->kids = n;
+				e->kids_cap = ncap;
+			}
+		}
+		if (e->nkids < e->kids_cap) {
+			fcntl(e->fork_pipe[0], F_SETFL, O_NONBLOCK);
+			e->kids[e->nkids++] = (struct kid){.fd = e->fork_pipe[0]};
+		} else {
+			close(e->fork_pipe[0]); /* cannot track it: stays pending */
+			e->kids_pending++;
+		}
+		e->fork_pipe[0] = e->fork_pipe[1] = -1;
+	}
+	pthread_mutex_unlock(&e->lock);
+}
+
+/* The child's pid (or -1 if fork failed), for one engine. */
+static void engine_fork_pid(struct sdrsa_engine *e, pid_t pid)
+{
+	pthread_mutex_lock(&e->lock);
+	if (e->kids_pending)
+		e->kids_pending--;
+	if (pid > 0) {
+		/* The newest child without a pid is this one. */
+		for (size_t i = e->nkids; i-- > 0;)
+			if (!e->kids[i].pid) {
+				e->kids[i].pid = pid;
+				break;
+			}
+	}
+	kids_check(e);
+	pthread_mutex_unlock(&e->lock);
+	/* The handler's poll set changed. */
+	uint64_t one = 1;
+	if (e->kickfd >= 0 && write(e->kickfd, &one, sizeof(one)) < 0) {
+		/* it will notice on its next wake-up */
+	}
+}
+
+static int register_range(int fd, uint64_t a, uint64_t len)
+{
+	struct uffdio_register reg = {
+		.range = {.start = a, .len = len},
+		.mode = UFFDIO_REGISTER_MODE_MISSING,
+	};
+	return ioctl(fd, UFFDIO_REGISTER, &reg) < 0 ? -errno : 0;
+}
+
+static void *handler_main(void *arg);
+
+static void child_stop(const char *msg)
+{
+	if (write(2, msg, strlen(msg)) < 0) {
+		/* exiting anyway */
+	}
+	_exit(127);
+}
+
+static void engine_atfork_child(struct sdrsa_engine *e)
+{
+	int was_dead = e->dead;
+	e->forked_child = 1;
+	e->thread_started = 0;
+	e->nkids = 0;
+	e->kids_pending = 0;
+	for (size_t i = 0; i < e->nkids; i++)
+		if (e->kids[i].fd >= 0)
+			close(e->kids[i].fd); /* the parent's children are not ours */
+	e->nkids = 0;
+	if (e->fork_pipe[0] >= 0)
+		close(e->fork_pipe[0]); /* keep the write end: closed by exec/exit */
+	e->fork_pipe[0] = e->fork_pipe[1] = -1;
+	e->ndeferred = 0;
+	/* The parent's descriptors: this process's copies only. */
+	if (e->uffd >= 0)
+		close(e->uffd);
+	if (e->sfd >= 0)
+		close(e->sfd);
+	if (e->stopfd >= 0)
+		close(e->stopfd);
+	if (e->kickfd >= 0)
+		close(e->kickfd);
+	e->uffd = e->sfd = e->stopfd = e->kickfd = -1;
+	if (e->store && e->store->ops->fork_child)
+		e->store->ops->fork_child(e->store);
+
+	/* Staged pages back into place (plain memory now); stored keys are
+	 * the parent's. */
+	for (size_t i = 0; i < e->ht_size; i++) {
+		for (struct chunk *c = e->ht[i]; c; c = c->next) {
+			for (unsigned j = 0; j < CHUNK_PAGES; j++) {
+				struct pent *p = &c->p[j];
+				uint64_t a = c->base + (uint64_t)j * PAGE;
+				if (p->state == PS_STAGED) {
+					memcpy((void *)(uintptr_t)a, stg_ptr(e, p->sslot), PAGE);
+					p->state = PS_RESIDENT;
+				}
+				if (p->flags & PF_STORED)
+					p->flags |= PF_BORROWED;
+				p->flags &= (uint8_t)~PF_FROZEN;
+			}
+		}
+	}
+	if (e->stg) {
+		munmap(e->stg, (size_t)e->stg_cap * PAGE);
+		e->stg = NULL;
+	}
+
+	/* A userfaultfd of our own over the runs of remote pages. */
+	uint64_t want = UFFD_FEATURE_EVENT_REMAP | UFFD_FEATURE_EVENT_REMOVE |
+			UFFD_FEATURE_EVENT_UNMAP | UFFD_FEATURE_THREAD_ID;
+	int fd = was_dead ? -1 : uffd_open(want, NULL);
+	int protect_only = fd < 0 || !e->store;
+	e->uffd = fd;
+	for (size_t i = 0; i < e->ht_size; i++) {
+		for (struct chunk *c = e->ht[i]; c; c = c->next) {
+			for (unsigned j = 0; j < CHUNK_PAGES; j++) {
+				if (c->p[j].state != PS_REMOTE)
+					continue;
+				unsigned k = j;
+				while (k < CHUNK_PAGES && c->p[k].state == PS_REMOTE)
+					k++;
+				uint64_t a = c->base + (uint64_t)j * PAGE, len = (uint64_t)(k - j) * PAGE;
+				if (protect_only || register_range(fd, a, len) < 0) {
+					/* Cannot serve them: unreadable, never zeros. */
+					for (unsigned q = j; q < k; q++)
+						c->p[q].state = PS_LOST;
+					if (mprotect((void *)(uintptr_t)a, len, PROT_NONE) < 0)
+						child_stop("sdrsa: fork(): cannot protect the pages this "
+							   "child cannot read (too many mappings); child "
+							   "stopped\n");
+				}
+				j = k - 1;
+			}
+		}
+	}
+	e->dead = was_dead || protect_only;
+	if (!e->dead) {
+		e->stopfd = eventfd(0, EFD_CLOEXEC);
+		sigset_t all, old;
+		sigfillset(&all);
+		pthread_sigmask(SIG_BLOCK, &all, &old);
+		int r = e->stopfd >= 0 ? pthread_create(&e->thread, NULL, handler_main, e) : -1;
+		pthread_sigmask(SIG_SETMASK, &old, NULL);
+		if (r != 0)
+			child_stop("sdrsa: fork(): cannot start the paging engine's thread in the "
+				   "child; child stopped\n");
+		e->thread_started = 1;
+	}
+	pthread_mutex_unlock(&e->lock);
+}
+
+static void reg_prepare(void)
+{
+	pthread_mutex_lock(&reg_lock);
+	for (struct sdrsa_engine *e = reg_head; e; e = e->reg_next)
+		engine_atfork_prepare(e);
+}
+
+static void reg_parent(void)
+{
+	for (struct sdrsa_engine *e = reg_head; e; e = e->reg_next)
+		engine_atfork_parent(e);
+	pthread_mutex_unlock(&reg_lock);
+}
+
+static void reg_child(void)
+{
+	for (struct sdrsa_engine *e = reg_head; e; e = e->reg_next)
+		engine_atfork_child(e);
+	pthread_mutex_unlock(&reg_lock);
+}
+
+static void reg_atfork_install(void)
+{
+	pthread_atfork(reg_prepare, reg_parent, reg_child);
+}
+
+void sdrsa_engine_forked(pid_t child)
+{
+	if (child == 0)
+		return;
+	int internal = sdrsa_engine_internal;
+	sdrsa_engine_internal = 1;
+	pthread_mutex_lock(&reg_lock);
+	for (struct sdrsa_engine *e = reg_head; e; e = e->reg_next)
+		engine_fork_pid(e, child);
+	pthread_mutex_unlock(&reg_lock);
+	sdrsa_engine_internal = internal;
+}
+
+int engine_is_child(const struct sdrsa_engine *e)
+{
+	return e->forked_child;
+}
+
+int engine_is_lost_in_child(struct sdrsa_engine *e, uintptr_t addr)
+{
+	if (!e->forked_child)
+		return 0;
+	struct pent *p = pt_get(e, addr & PAGE_MASK);
+	return p && p->state == PS_LOST;
+}
+
+/*
+ * The process is exiting (the preload library's destructor, when no rsa-app
+ * frees the namespace afterwards): free every page this engine stored on the
+ * server. Local pages keep their data and nothing is evicted any more; pages
+ * held only remotely become GONE: a touch after this point (a later
+ * destructor, a thread still running) never reads zeros or stale data (see
+ * fault_missing). Returns the number of pages freed.
+ */
+uint64_t engine_release_at_exit(struct sdrsa_engine *e)
+{
+	uint64_t n = 0;
+	pthread_mutex_lock(&e->lock);
+	if (e->dead || e->exiting || e->forked_child) {
+		pthread_mutex_unlock(&e->lock);
+		return 0;
+	}
+	e->exiting = 1;
+	e->exit_tid = (uint32_t)syscall(SYS_gettid);
+	for (size_t i = 0; i < e->ht_size; i++) {
+		for (struct chunk *c = e->ht[i]; c; c = c->next) {
+			for (unsigned j = 0; j < CHUNK_PAGES; j++) {
+				struct pent *p = &c->p[j];
+				if (!(p->flags & PF_STORED) || is_frozen(e, p))
+					continue; /* a fork child may still read a frozen key */
+				e->fkeys[e->nfkeys++] = p->key;
+				if (e->nfkeys == SDRSA_MAX_BATCH)
+					flush_frees(e);
+				p->flags &= (uint8_t)~PF_STORED;
+				n++;
+				if (p->state == PS_REMOTE) {
+					p->state = PS_GONE;
+					e->nremote--;
+				}
+			}
+		}
+	}
+	flush_frees(e);
+	pthread_mutex_unlock(&e->lock);
+	return n;
+}

@@ -1,0 +1,83 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * Page store: where the engine keeps the pages it sends away. A small vtable
+ * so that the engine core can be tested without a network:
+ *
+ *   - store_sdrsa.c: the real one, a libsdrsa client connection to a memory
+ *     server, with bounded reconnect-and-retry on connection errors;
+ *   - store_mem.c: an in-memory map used ONLY by the engine's unit tests
+ *     (tests/engine), never by rsa-app or the preload library. It can be told
+ *     to fail, to test the engine's failure path.
+ *
+ * Keys are page-aligned 64-bit numbers chosen by the engine (not virtual
+ * addresses: see engine.c on remapping). All functions return 0 or -errno;
+ * -ENOENT from get means "never stored" and is a bug in the caller, since the
+ * engine only fetches keys it stored. A store is used by one thread at a time
+ * (the engine serialises calls with its lock).
+ */
+#ifndef SDRSA_ENGINE_STORE_H
+#define SDRSA_ENGINE_STORE_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+struct store;
+
+struct store_ops {
+	/* Fetch n pages. pages[i] receives 4096 bytes. */
+	int (*get_many)(struct store *s, const uint64_t *keys, void *const *pages, size_t n);
+	/* As get_many, but pages are handed over as they arrive: arrived(ctx,
+	 * idx, k) is called with the indices of pages that came in (each
+	 * exactly once, in any order) while the rest are still on their way.
+	 * Returns 0 when all arrived, else the error (some may have arrived). */
+	int (*get_stream)(struct store *s, const uint64_t *keys, void *const *pages, size_t n,
+			  void (*arrived)(void *ctx, const size_t *idx, size_t k), void *ctx);
+	/* Store n pages (replacing earlier contents at the same keys).
+	 * results[i] (may be NULL) gets each page's outcome: 0, -ENOSPC (the
+	 * server's pool is full) or -EDQUOT (our quota is used up) are
+	 * per-page answers; the return is 0 when all were stored, else the
+	 * first failure. Connection errors are retried inside the store. */
+	int (*put_many)(struct store *s, const uint64_t *keys, const void *const *pages, size_t n,
+			int *results);
+	/* Forget n keys; unknown keys are not an error. */
+	int (*free_keys)(struct store *s, const uint64_t *keys, size_t n);
+	/* Forget every key of this store; *freed (may be NULL) gets the count. */
+	int (*free_all)(struct store *s, uint64_t *freed);
+	/* Release the store; accepts NULL via store_free(). */
+	void (*destroy)(struct store *s);
+	/* In a fork child: drop the parent's connection without any I/O on it
+	 * (it is the parent's) and make the store usable by the child, which
+	 * only reads pages its parent stored. The sdrsa store connects again
+	 * on its first use; the in-memory store is the child's copy. */
+	void (*fork_child)(struct store *s);
+};
+
+struct store {
+	const struct store_ops *ops;
+	uint64_t bytes_sent; /* page bytes sent by put_many */
+	uint64_t bytes_recv; /* page bytes received by get_many */
+	uint64_t retries;    /* operations retried after a reconnect */
+};
+
+static inline void store_free(struct store *s)
+{
+	if (s)
+		s->ops->destroy(s);
+}
+
+/* In-memory store for tests. fail_after: after this many successful
+ * operations every operation fails with -ECONNRESET (0: never fail). */
+int store_mem_new(struct store **ret);
+void store_mem_fail_after(struct store *s, uint64_t ops);
+/* Pages currently held (for tests checking that frees happen). */
+size_t store_mem_count(const struct store *s);
+/* Hold at most `pages` pages (0: no limit): puts of new keys beyond it are
+ * refused with -ENOSPC, as a full memory server does. */
+void store_mem_set_capacity(struct store *s, size_t pages);
+
+struct sdrsa_client_config;
+/* Connect to a memory server. retry_ms bounds the time spent reconnecting
+ * after a connection error before an operation fails for good (0: 10000). */
+int store_sdrsa_new(const struct sdrsa_client_config *cfg, int retry_ms, struct store **ret);
+
+#endif
