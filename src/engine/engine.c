@@ -75,6 +75,7 @@
 #include <sdrsa/engine.h>
 #include <sdrsa/protocol.h>
 
+#include "common/hist.h"
 #include "common/util.h"
 #include "engine/engine_internal.h"
 #include "engine/policy.h"
@@ -89,7 +90,6 @@
 #define PREFETCH_MAX 128u
 #define QUEUE_MAX 1024u
 #define NSTREAMS 4
-#define HIST_N 512
 
 __thread int sdrsa_engine_internal __attribute__((tls_model("initial-exec")));
 
@@ -137,11 +137,6 @@ struct stream {
 	int64_t stride; /* pages; 0: not established */
 	uint32_t hits;  /* consecutive matches */
 	uint64_t stamp; /* last use, for replacement */
-};
-
-struct hist {
-	uint64_t n, max;
-	uint64_t b[HIST_N];
 };
 
 struct sdrsa_engine {
@@ -195,7 +190,7 @@ struct sdrsa_engine {
 
 	uint64_t nresident, nstaged, nremote, ndirty;
 	struct sdrsa_engine_stats st;
-	struct hist lat_all, lat_remote;
+	struct sdrsa_hist lat_all, lat_remote;
 	struct stream streams[NSTREAMS];
 	uint64_t stream_clock;
 
@@ -290,46 +285,6 @@ static void engine_fatal(struct sdrsa_engine *e, const char *fmt, ...)
 	} else {
 		engine_default_fatal(NULL, msg); /* prints msg itself */
 	}
-}
-
-static unsigned hist_idx(uint64_t v)
-{
-	if (v < 8)
-		return (unsigned)v;
-	unsigned msb = 63u - (unsigned)__builtin_clzll(v);
-	return (msb - 2) * 8 + (unsigned)((v >> (msb - 3)) & 7);
-}
-
-static uint64_t hist_val(unsigned idx)
-{
-	if (idx < 8)
-		return idx;
-	unsigned msb = idx / 8 + 2, sub = idx % 8;
-	return (uint64_t)(8 + sub) << (msb - 3);
-}
-
-static void hist_add(struct hist *h, uint64_t v)
-{
-	h->n++;
-	h->b[hist_idx(v)]++;
-	if (v > h->max)
-		h->max = v;
-}
-
-static uint64_t hist_pct(const struct hist *h, double pct)
-{
-	if (!h->n)
-		return 0;
-	uint64_t want = (uint64_t)(pct / 100.0 * (double)h->n);
-	if (want >= h->n)
-		want = h->n - 1;
-	uint64_t seen = 0;
-	for (unsigned i = 0; i < HIST_N; i++) {
-		seen += h->b[i];
-		if (seen > want)
-			return MIN(hist_val(i), h->max);
-	}
-	return h->max;
 }
 
 /* ---- page table ---- */
@@ -1365,9 +1320,9 @@ static void handle_fault(struct sdrsa_engine *e, const struct uffd_msg *m)
 		uf_wake(e->uffd, addr);
 	}
 	uint64_t dt = sdrsa_now_ns() - t0;
-	hist_add(&e->lat_all, dt);
+	sdrsa_hist_add(&e->lat_all, dt);
 	if (e->st.faults_remote != remote_before)
-		hist_add(&e->lat_remote, dt);
+		sdrsa_hist_add(&e->lat_remote, dt);
 	/* Evict after the faulting thread was woken, not before: the
 	 * eviction work is off its path (the budget is exceeded by the pages
 	 * of one fault for that long). */
@@ -1893,12 +1848,12 @@ static void stats_locked(struct sdrsa_engine *e, struct sdrsa_engine_stats *out)
 	out->bytes_sent = e->store->bytes_sent;
 	out->bytes_recv = e->store->bytes_recv;
 	out->retries = e->store->retries;
-	out->lat_p50_ns = hist_pct(&e->lat_all, 50);
-	out->lat_p90_ns = hist_pct(&e->lat_all, 90);
-	out->lat_p99_ns = hist_pct(&e->lat_all, 99);
+	out->lat_p50_ns = sdrsa_hist_pct(&e->lat_all, 50);
+	out->lat_p90_ns = sdrsa_hist_pct(&e->lat_all, 90);
+	out->lat_p99_ns = sdrsa_hist_pct(&e->lat_all, 99);
 	out->lat_max_ns = e->lat_all.max;
-	out->remote_p50_ns = hist_pct(&e->lat_remote, 50);
-	out->remote_p99_ns = hist_pct(&e->lat_remote, 99);
+	out->remote_p50_ns = sdrsa_hist_pct(&e->lat_remote, 50);
+	out->remote_p99_ns = sdrsa_hist_pct(&e->lat_remote, 99);
 }
 
 int sdrsa_engine_stats(struct sdrsa_engine *e, struct sdrsa_engine_stats *out)

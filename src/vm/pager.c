@@ -19,6 +19,7 @@
 #include <sys/mman.h>
 #include <time.h>
 
+#include "common/hist.h"
 #include "common/util.h"
 #include "engine/policy.h"
 #include "engine/store.h"
@@ -28,7 +29,6 @@
 #define BATCH 64u	/* pages per eviction or staging round */
 #define FAULT_BATCH 16u /* pages evicted inline by a fault that finds no room */
 #define MAX_WATCH PAGER_MAX_WATCH
-#define HIST_N 512		      /* latency histogram buckets (as the paging engine's) */
 #define PREFETCH_MAX 32u	      /* pages fetched ahead of a sequential remote fault */
 #define NSTREAMS 4		      /* sequential fault streams followed at once */
 #define FULL_BACKOFF_NS 1000000000ULL /* after the server refused a page */
@@ -37,14 +37,6 @@ enum { S_ZERO = 0, S_RES, S_STAGED, S_REMOTE };
 #define F_DIRTY 0x01
 #define F_STORED 0x02
 #define F_WATCH 0x04
-
-/* A log-linear histogram over the agent's life: 8 buckets per power of two,
- * the same layout and percentiles as the paging engine's (engine.c), so that
- * rsa-app stat and rsa-app run --stats mean the same thing. */
-struct hist {
-	uint64_t n, max;
-	uint64_t b[HIST_N];
-};
 
 /* A run of remote faults on consecutive pages, up or down. */
 struct stream {
@@ -86,7 +78,7 @@ struct pager {
 	uint64_t refused;	     /* puts the server refused (pool full, quota) */
 	uint64_t full_until;	     /* no eviction before this time (ns) after a refusal */
 	struct sdrsa_engine_stats s; /* counters (the gauges are filled on demand) */
-	struct hist lat, rlat;	     /* fault service times, all and remote, ns */
+	struct sdrsa_hist lat, rlat;	     /* fault service times, all and remote, ns */
 
 	struct wsess w[MAX_WATCH];
 	int nwatch;
@@ -167,53 +159,11 @@ void pager_free(struct pager *p)
 	free(p);
 }
 
-static unsigned hist_idx(uint64_t v)
-{
-	unsigned msb;
-
-	if (v < 8)
-		return (unsigned)v;
-	msb = 63u - (unsigned)__builtin_clzll(v);
-	return (msb - 2) * 8 + (unsigned)((v >> (msb - 3)) & 7);
-}
-
-static uint64_t hist_val(unsigned idx)
-{
-	unsigned msb = idx / 8 + 2, sub = idx % 8;
-
-	return idx < 8 ? idx : (uint64_t)(8 + sub) << (msb - 3);
-}
-
-static void hist_add(struct hist *h, uint64_t v)
-{
-	h->n++;
-	h->b[hist_idx(v)]++;
-	if (v > h->max)
-		h->max = v;
-}
-
-static uint64_t hist_pct(const struct hist *h, double pct)
-{
-	uint64_t want, seen = 0;
-
-	if (!h->n)
-		return 0;
-	want = (uint64_t)(pct / 100.0 * (double)h->n);
-	if (want >= h->n)
-		want = h->n - 1;
-	for (unsigned i = 0; i < HIST_N; i++) {
-		seen += h->b[i];
-		if (seen > want)
-			return MIN(hist_val(i), h->max);
-	}
-	return h->max;
-}
-
 static void lat_add(struct pager *p, uint64_t ns, int remote)
 {
-	hist_add(&p->lat, ns);
+	sdrsa_hist_add(&p->lat, ns);
 	if (remote)
-		hist_add(&p->rlat, ns);
+		sdrsa_hist_add(&p->rlat, ns);
 }
 
 static void set_dirty(struct pager *p, uint64_t pg)
@@ -948,12 +898,12 @@ void pager_stats(const struct pager *p, struct sdrsa_engine_stats *out)
 	out->remote = p->n_remote;
 	out->dirty = p->n_dirty;
 	out->retries = p->cfg.store->retries;
-	out->lat_p50_ns = hist_pct(&p->lat, 50);
-	out->lat_p90_ns = hist_pct(&p->lat, 90);
-	out->lat_p99_ns = hist_pct(&p->lat, 99);
+	out->lat_p50_ns = sdrsa_hist_pct(&p->lat, 50);
+	out->lat_p90_ns = sdrsa_hist_pct(&p->lat, 90);
+	out->lat_p99_ns = sdrsa_hist_pct(&p->lat, 99);
 	out->lat_max_ns = p->lat.max;
-	out->remote_p50_ns = hist_pct(&p->rlat, 50);
-	out->remote_p99_ns = hist_pct(&p->rlat, 99);
+	out->remote_p50_ns = sdrsa_hist_pct(&p->rlat, 50);
+	out->remote_p99_ns = sdrsa_hist_pct(&p->rlat, 99);
 }
 
 int pager_restore_all(struct pager *p)

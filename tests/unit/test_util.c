@@ -19,6 +19,7 @@
 
 #include <cmocka.h>
 
+#include "common/hist.h"
 #include "common/util.h"
 
 #define SENTINEL 0x5a5a5a5a5a5a5a5aull
@@ -382,12 +383,43 @@ static void test_now(void **state)
 	assert_true(sdrsa_now_ms() >= a / 1000000u);
 }
 
+/* The latency histogram used by the engine and the VM agent: exact below 8,
+ * within its 12.5 % bucket width above, never above the true maximum. */
+static void test_hist(void **state)
+{
+	static struct sdrsa_hist h;
+
+	(void)state;
+	memset(&h, 0, sizeof(h));
+	assert_int_equal(sdrsa_hist_pct(&h, 50), 0);
+	for (uint64_t v = 1; v <= 1000; v++)
+		sdrsa_hist_add(&h, v * 1000);
+	assert_int_equal(h.n, 1000);
+	assert_int_equal(h.max, 1000000);
+	for (int pct = 10; pct <= 90; pct += 10) {
+		uint64_t got = sdrsa_hist_pct(&h, pct), want = (uint64_t)pct * 10 * 1000;
+		if (got > want || got < want - want / 8)
+			fail_msg("p%d = %llu, want within 12.5%% below %llu", pct,
+				 (unsigned long long)got, (unsigned long long)want);
+	}
+	assert_true(sdrsa_hist_pct(&h, 100) <= h.max);
+	memset(&h, 0, sizeof(h));
+	for (uint64_t v = 0; v < 8; v++)
+		sdrsa_hist_add(&h, v);
+	assert_int_equal(sdrsa_hist_pct(&h, 0), 0);
+	assert_int_equal(sdrsa_hist_pct(&h, 99), 7);
+	sdrsa_hist_add(&h, UINT64_MAX);
+	assert_int_equal(h.max, UINT64_MAX);
+	assert_true(sdrsa_hist_idx(UINT64_MAX) < SDRSA_HIST_BUCKETS);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_parse_size),
 		cmocka_unit_test(test_parse_size_bad),
 		cmocka_unit_test(test_parse_duration),
+		cmocka_unit_test(test_hist),
 		cmocka_unit_test(test_parse_sockaddr),
 		cmocka_unit_test(test_format_sockaddr),
 		cmocka_unit_test(test_is_local),
