@@ -338,6 +338,29 @@ static void op_free(struct conn *c, const struct sdrsa_entry *e, struct sdrsa_en
 	}
 }
 
+/*
+ * Pages of a GET frame prefetched ahead of their copy: the first GET_PREFETCH
+ * at once, then one per page copied. Pool pages are cold (a client's working
+ * set is far larger than the cache), and a copy that waits for DRAM line by
+ * line under the shard lock was the largest server cost of a pipelined GET.
+ * The client library packs about 31 GETs per frame at 32 in flight. Measured
+ * (pagebench, 200000 pipelined gets, runs with and without interleaved, this
+ * project's VM): pinned, median of 15, 2.65 -> 2.81 GB/s (+6%, faster in 11
+ * of 15 pairs); unpinned, median of 6, 3.51 -> 3.73 GB/s. The extra lookup
+ * under the shard lock costs less than the DRAM stalls it hides. 32 pages are
+ * 128 KiB: well inside L2, so the first pages are still cached when their
+ * turn comes.
+ */
+#define GET_PREFETCH 32u
+
+static void prefetch_entry(struct conn *c, const uint8_t *payload, unsigned i)
+{
+	struct sdrsa_entry e;
+
+	sdrsa_entry_decode(payload + (size_t)i * SDRSA_ENTRY_SIZE, &e);
+	sdrsa_store_prefetch(c->w->srv->store, c->ns, e.addr);
+}
+
 static void do_entries(struct conn *c, const struct sdrsa_hdr *h, const uint8_t *payload)
 {
 	size_t meta = sdrsa_meta_len(h), max_data;
@@ -370,6 +393,9 @@ static void do_entries(struct conn *c, const struct sdrsa_hdr *h, const uint8_t 
 	rd = rd0 = re + meta;
 	if (h->opcode == SDRSA_OP_SWAP)
 		STAT_ADD(c->w, swaps, 1);
+	if (h->opcode == SDRSA_OP_GET && h->count > 1)
+		for (unsigned i = 0; i < h->count && i < GET_PREFETCH; i++)
+			prefetch_entry(c, payload, i);
 	for (unsigned i = 0; i < h->count; i++) {
 		struct sdrsa_entry e, r;
 
@@ -381,6 +407,8 @@ static void do_entries(struct conn *c, const struct sdrsa_hdr *h, const uint8_t 
 			op_put(c, &e, &in_data, &r);
 			break;
 		case SDRSA_OP_GET:
+			if (i + GET_PREFETCH < h->count)
+				prefetch_entry(c, payload, i + GET_PREFETCH);
 			op_get(c, &e, &rd, &r);
 			break;
 		case SDRSA_OP_FREE:

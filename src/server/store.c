@@ -219,6 +219,33 @@ int sdrsa_store_get(struct sdrsa_store *st, struct sdrsa_ns *ns, uint64_t addr, 
 	return rc;
 }
 
+void sdrsa_store_prefetch(struct sdrsa_store *st, struct sdrsa_ns *ns, uint64_t addr)
+{
+	struct sdrsa_index_shard *sh;
+	struct sdrsa_index_ent *e;
+	uint32_t slot = SDRSA_SLOT_ZERO;
+	const uint8_t *p;
+	uint64_t h;
+
+	if (addr % SDRSA_PAGE_SIZE)
+		return;
+	h = sdrsa_index_hash(ns->id, addr);
+	sh = sdrsa_index_lock(st->index, h);
+	e = sdrsa_index_find(sh, h, ns->id, addr);
+	if (e)
+		slot = e->slot;
+	sdrsa_index_unlock(sh);
+	if (slot == SDRSA_SLOT_ZERO)
+		return;
+	/* Only a cache hint, outside the lock: the get that follows looks the
+	 * page up again under the lock and copies from whatever slot it then
+	 * has. A slot that changed owner meanwhile costs a wasted prefetch,
+	 * never a byte of the new owner's page (nothing is read out here). */
+	p = sdrsa_pool_page(st->pool, slot);
+	for (size_t off = 0; off < SDRSA_PAGE_SIZE; off += 64)
+		__builtin_prefetch(p + off, 0, 3);
+}
+
 /* Release what an entry holds; its bucket is removed by the caller. */
 static void release_ent(struct sdrsa_store *st, struct sdrsa_ns *ns,
 			const struct sdrsa_index_ent *e)

@@ -64,6 +64,9 @@ int sdrsa_store_put(struct sdrsa_store *st, struct sdrsa_ns *ns, uint64_t addr, 
  */
 int sdrsa_store_get(struct sdrsa_store *st, struct sdrsa_ns *ns, uint64_t addr, void *page,
 		    uint64_t *csum);
+/* Hint that the page at addr is about to be fetched: looks up its slot and
+ * prefetches its bytes into the cache. Reads nothing out; no result. */
+void sdrsa_store_prefetch(struct sdrsa_store *st, struct sdrsa_ns *ns, uint64_t addr);
 /* Drop a page: 0, -ENOENT, -EINVAL. */
 int sdrsa_store_drop(struct sdrsa_store *st, struct sdrsa_ns *ns, uint64_t addr);
 /* Drop every page of the namespace; returns how many. Costs in proportion to

@@ -4,7 +4,8 @@
  * trips with content checks, overwrite in place, zero pages, a full pool, the
  * quota, namespace isolation and persistence, checksum refusal, index growth
  * and deletion, namespace recycling, the cost of FREE_ALL (its own pages only)
- * and index shrinking, and concurrent use (run it under TSan).
+ * and index shrinking, the GET prefetch hint (no effect but on the cache), and
+ * concurrent use (run it under TSan).
  */
 #include <errno.h>
 #include <pthread.h>
@@ -319,6 +320,51 @@ static void test_isolation(void **state)
 	for (uint64_t i = 0; i < 10; i++)
 		assert_pattern(st, a, i * PAGE, 100);
 	assert_int_equal(counts(st).used_pages, 10);
+	sdrsa_store_free(st);
+}
+
+/* sdrsa_store_prefetch() is a cache hint: whatever the address (stored,
+ * zero, absent, misaligned, another namespace's), nothing stored or counted
+ * changes, and a slot freed and reused by another namespace after a prefetch
+ * is read by its new owner only. */
+static void test_prefetch(void **state)
+{
+	struct sdrsa_store *st = new_store(4, 0, 0);
+	struct sdrsa_store_counts before, after;
+	struct sdrsa_ns *a, *b;
+	uint8_t page[PAGE];
+	uint64_t csum;
+
+	(void)state;
+	assert_int_equal(sdrsa_store_open(st, "alice", &a), 0);
+	assert_int_equal(sdrsa_store_open(st, "bob", &b), 0);
+	for (uint64_t i = 0; i < 4; i++)
+		assert_int_equal(put_pattern(st, a, i * PAGE, 7), 0);
+	assert_int_equal(sdrsa_store_put(st, a, 9 * PAGE, NULL, 0), 1);
+	sdrsa_store_counts(st, &before);
+	for (uint64_t i = 0; i < 12; i++) {
+		sdrsa_store_prefetch(st, a, i * PAGE);
+		sdrsa_store_prefetch(st, b, i * PAGE);
+	}
+	sdrsa_store_prefetch(st, a, PAGE + 1);
+	sdrsa_store_counts(st, &after);
+	assert_memory_equal(&before, &after, sizeof(before));
+	assert_int_equal(atomic_load(&a->pages), 5);
+	assert_int_equal(atomic_load(&b->pages), 0);
+	for (uint64_t i = 0; i < 4; i++)
+		assert_pattern(st, a, i * PAGE, 7);
+	assert_int_equal(sdrsa_store_get(st, a, 9 * PAGE, page, &csum), 1);
+	assert_int_equal(sdrsa_store_get(st, b, 0, page, &csum), -ENOENT);
+	/* Prefetch, then the slot changes owner before the get: alice's get
+	 * finds nothing, bob reads his own bytes. */
+	sdrsa_store_prefetch(st, a, 0);
+	assert_int_equal(sdrsa_store_drop(st, a, 0), 0);
+	assert_int_equal(put_pattern(st, b, 0, 8), 0);
+	assert_int_equal(counts(st).used_pages, 4);
+	assert_int_equal(sdrsa_store_get(st, a, 0, page, &csum), -ENOENT);
+	assert_pattern(st, b, 0, 8);
+	for (uint64_t i = 1; i < 4; i++)
+		assert_pattern(st, a, i * PAGE, 7);
 	sdrsa_store_free(st);
 }
 
@@ -679,6 +725,7 @@ static void *hammer(void *p)
 			}
 			break;
 		case 2:
+			sdrsa_store_prefetch(w->st, ns, ((x >> 20) % 64) * PAGE);
 			rc = sdrsa_store_get(w->st, ns, addr, page, &csum);
 			if (version[slot] == 0 && rc != -ENOENT)
 				w->failures++;
@@ -758,7 +805,7 @@ int main(void)
 	    cmocka_unit_test(test_persistence),	     cmocka_unit_test(test_ns_recycle),
 	    cmocka_unit_test(test_many_pages),	     cmocka_unit_test(test_free_all_cost),
 	    cmocka_unit_test(test_index_shrinks),    cmocka_unit_test(test_threads),
-	    cmocka_unit_test(test_threads_free_all),
+	    cmocka_unit_test(test_threads_free_all), cmocka_unit_test(test_prefetch),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
