@@ -29,37 +29,6 @@
 
 static char md5s[ROUNDS + 1][33];
 
-static int host_md5(uint64_t seed, char out[33])
-{
-	static unsigned char chunk[1 << 16];
-	char path[] = "/tmp/sdrsa-vm-md5-XXXXXX", cmd[128];
-	uint64_t off;
-	FILE *f, *p;
-	int fd, ok;
-
-	fd = mkstemp(path);
-	if (fd < 0)
-		return -errno;
-	f = fdopen(fd, "w");
-	if (!f) {
-		close(fd);
-		unlink(path);
-		return -ENOMEM;
-	}
-	for (off = 0; off < (uint64_t)SIZE_MB << 20; off += sizeof(chunk)) {
-		sdrsa_pattern_fill(chunk, sizeof(chunk), seed, off);
-		fwrite(chunk, 1, sizeof(chunk), f);
-	}
-	ok = fclose(f) == 0;
-	snprintf(cmd, sizeof(cmd), "md5sum %s", path);
-	p = ok ? popen(cmd, "r") : NULL;
-	ok = p && fscanf(p, "%32s", out) == 1 && strlen(out) == 32;
-	if (p)
-		pclose(p);
-	unlink(path);
-	return ok ? 0 : -EIO;
-}
-
 /* The number after "key": in a JSON text, or -1. */
 static long long json_num(const char *s, const char *key)
 {
@@ -88,7 +57,7 @@ int main(void)
 	for (i = 1; i <= ROUNDS; i++)
 		want_checks += i < KEEP ? i : KEEP;
 	for (i = 1; i <= ROUNDS; i++)
-		if (host_md5(SEED + (uint64_t)i, md5s[i]) < 0)
+		if (vm_host_md5(SEED + (uint64_t)i, SIZE_MB, md5s[i]) < 0)
 			return vm_skip("cannot compute md5 on the host (md5sum missing?)");
 	if (vm_agent_rundir(rundir, sizeof(rundir)) < 0)
 		return vm_skip("cannot make a control directory in /tmp");

@@ -22,6 +22,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "pattern.h"
 #include "vm_harness.h"
 
 #ifndef SDRSA_RUN_GUEST_DEFAULT
@@ -608,4 +609,35 @@ void vm_free(struct vm *vm)
 	}
 	free(vm->ram_path);
 	free(vm);
+}
+
+int vm_host_md5(uint64_t seed, unsigned size_mb, char out[33])
+{
+	static unsigned char chunk[1 << 16];
+	char path[] = "/tmp/sdrsa-vm-md5-XXXXXX", cmd[128];
+	uint64_t off;
+	FILE *f, *p;
+	int fd, ok;
+
+	fd = mkstemp(path);
+	if (fd < 0)
+		return -errno;
+	f = fdopen(fd, "w");
+	if (!f) {
+		close(fd);
+		unlink(path);
+		return -ENOMEM;
+	}
+	for (off = 0; off < (uint64_t)size_mb << 20; off += sizeof(chunk)) {
+		sdrsa_pattern_fill(chunk, sizeof(chunk), seed, off);
+		fwrite(chunk, 1, sizeof(chunk), f);
+	}
+	ok = fclose(f) == 0;
+	snprintf(cmd, sizeof(cmd), "md5sum %s", path);
+	p = ok ? popen(cmd, "r") : NULL;
+	ok = p && fscanf(p, "%32s", out) == 1 && strlen(out) == 32;
+	if (p)
+		pclose(p);
+	unlink(path);
+	return ok ? 0 : -EIO;
 }

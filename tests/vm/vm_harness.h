@@ -107,4 +107,9 @@ int vm_skip(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
  * Returns 0 or -EINVAL. */
 int vm_parse_u64(const char *line, const char *key, uint64_t *out);
 
+/* md5 (32 hex digits + NUL) of size_mb MiB of guest/pattern.h's pattern for
+ * seed, computed on the host with md5sum, to compare with what a guest prints.
+ * Returns 0, -errno or -EIO. */
+int vm_host_md5(uint64_t seed, unsigned size_mb, char out[33]);
+
 #endif
