@@ -1504,6 +1504,19 @@ static char *xstrdup(const char *s)
 	return s ? strdup(s) : NULL;
 }
 
+/* Close the engine's own descriptors (userfaultfd, staging uffd, stop and
+ * kick eventfds) and mark them closed. */
+static void close_own_fds(struct sdrsa_engine *e)
+{
+	int *fds[] = { &e->uffd, &e->sfd, &e->stopfd, &e->kickfd };
+
+	for (size_t i = 0; i < ARRAY_SIZE(fds); i++) {
+		if (*fds[i] >= 0)
+			close(*fds[i]);
+		*fds[i] = -1;
+	}
+}
+
 void sdrsa_engine_free(struct sdrsa_engine *e)
 {
 	if (!e)
@@ -1552,14 +1565,7 @@ void sdrsa_engine_free(struct sdrsa_engine *e)
 	if (e->stg)
 		munmap(e->stg, (size_t)e->stg_cap * PAGE);
 	free(e->stg_state);
-	if (e->uffd >= 0)
-		close(e->uffd);
-	if (e->sfd >= 0)
-		close(e->sfd);
-	if (e->stopfd >= 0)
-		close(e->stopfd);
-	if (e->kickfd >= 0)
-		close(e->kickfd);
+	close_own_fds(e);
 	for (size_t i = 0; i < e->nkids; i++)
 		if (e->kids[i].fd >= 0)
 			close(e->kids[i].fd);
@@ -2114,15 +2120,7 @@ static void engine_atfork_child(struct sdrsa_engine *e)
 	e->fork_pipe[0] = e->fork_pipe[1] = -1;
 	e->ndeferred = 0;
 	/* The parent's descriptors: this process's copies only. */
-	if (e->uffd >= 0)
-		close(e->uffd);
-	if (e->sfd >= 0)
-		close(e->sfd);
-	if (e->stopfd >= 0)
-		close(e->stopfd);
-	if (e->kickfd >= 0)
-		close(e->kickfd);
-	e->uffd = e->sfd = e->stopfd = e->kickfd = -1;
+	close_own_fds(e);
 	if (e->store && e->store->ops->fork_child)
 		e->store->ops->fork_child(e->store);
 
