@@ -116,6 +116,15 @@ int pb_free_port(void);
  * 0, or -1 with err set (child exited, or timeout). */
 int pb_wait_port(pid_t pid, int port, int timeout_ms, const char *log_path, char *err,
 		 size_t errlen);
+/* Start a peer server (memcached, redis-server) for s: find NAME in /usr/bin,
+ * /usr/sbin or /usr/local/bin, run it with ARGS (NULL-terminated, without
+ * argv[0]; an element "@PORT@" becomes a free port) logging to tmpdir/LOG,
+ * and wait until it accepts connections. The port is chosen free and then
+ * handed over, so another process can take it in between: up to 3 tries,
+ * each with a new port. 0 with s->pid and s->port set, or -1 with s->err. */
+#define PB_PORT_ARG "@PORT@"
+int pb_start_peer(struct pb_system *s, const char *name, const char *log,
+		  const char *const *args);
 /* Copy the last lines of a log into buf (for error messages). */
 void pb_log_tail(const char *path, char *buf, size_t n);
 /* TCP connect to 127.0.0.1:port with TCP_NODELAY and send/receive timeouts.

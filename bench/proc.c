@@ -290,3 +290,47 @@ uint64_t pb_now_ns(void)
 	clock_gettime(CLOCK_MONOTONIC, &ts);
 	return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
 }
+
+int pb_start_peer(struct pb_system *s, const char *name, const char *log,
+		  const char *const *args)
+{
+	static const char *const dirs[] = {"/usr/bin", "/usr/sbin", "/usr/local/bin"};
+	char bin[256], port[16];
+	char *argv[64];
+	size_t n = 0, i;
+
+	bin[0] = '\0';
+	for (i = 0; i < sizeof(dirs) / sizeof(dirs[0]); i++) {
+		snprintf(bin, sizeof(bin), "%s/%s", dirs[i], name);
+		if (access(bin, X_OK) == 0)
+			break;
+	}
+	if (i == sizeof(dirs) / sizeof(dirs[0])) {
+		snprintf(s->err, sizeof(s->err), "%s not installed (scripts/deps.sh installs it)",
+			 name);
+		return -1;
+	}
+	argv[n++] = bin;
+	for (i = 0; args[i] && n < sizeof(argv) / sizeof(argv[0]) - 1; i++)
+		argv[n++] = strcmp(args[i], PB_PORT_ARG) ? (char *)args[i] : port;
+	argv[n] = NULL;
+	snprintf(s->log_path, sizeof(s->log_path), "%s/%s", pb_opts.tmpdir, log);
+	for (int attempt = 0; attempt < 3; attempt++) {
+		s->port = pb_free_port();
+		if (s->port < 0) {
+			snprintf(s->err, sizeof(s->err), "no free port");
+			return -1;
+		}
+		snprintf(port, sizeof(port), "%d", s->port);
+		s->pid = pb_spawn(argv, s->log_path, s->cpus, s->err, sizeof(s->err));
+		if (s->pid < 0) {
+			s->pid = 0;
+			return -1;
+		}
+		if (pb_wait_port(s->pid, s->port, 10000, s->log_path, s->err, sizeof(s->err)) == 0)
+			return 0;
+		pb_child_stop(s->pid, 1000);
+		s->pid = 0;
+	}
+	return -1;
+}

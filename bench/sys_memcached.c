@@ -36,50 +36,14 @@ struct mc_client {
 	int have_result;
 };
 
-static const char *mc_find_bin(void)
-{
-	static const char *const cands[] = {"/usr/bin/memcached", "/usr/sbin/memcached",
-					    "/usr/local/bin/memcached"};
-	for (size_t i = 0; i < sizeof(cands) / sizeof(cands[0]); i++)
-		if (access(cands[i], X_OK) == 0)
-			return cands[i];
-	return NULL;
-}
-
 static int mc_start(struct pb_system *s)
 {
-	const char *bin = mc_find_bin();
-	if (!bin) {
-		snprintf(s->err, sizeof(s->err),
-			 "memcached not installed (scripts/deps.sh installs it)");
-		return -1;
-	}
-	snprintf(s->log_path, sizeof(s->log_path), "%s/memcached.log", pb_opts.tmpdir);
-	/* The port is chosen free and then handed over, so another process can
-	 * take it in between: try again with a new one. */
-	for (int attempt = 0; attempt < 3; attempt++) {
-		char port[16];
-		s->port = pb_free_port();
-		if (s->port < 0) {
-			snprintf(s->err, sizeof(s->err), "no free port");
-			return -1;
-		}
-		snprintf(port, sizeof(port), "%d", s->port);
-		char *argv[] = {(char *)bin, "-p", port, "-l", "127.0.0.1", "-m", "1024", "-U", "0",
-				"-t", "1", "-c", "1024",
-				/* memcached refuses to run as root without -u */
-				geteuid() == 0 ? "-u" : NULL, "root", NULL};
-		s->pid = pb_spawn(argv, s->log_path, s->cpus, s->err, sizeof(s->err));
-		if (s->pid < 0) {
-			s->pid = 0;
-			return -1;
-		}
-		if (pb_wait_port(s->pid, s->port, 10000, s->log_path, s->err, sizeof(s->err)) == 0)
-			return 0;
-		pb_child_stop(s->pid, 1000);
-		s->pid = 0;
-	}
-	return -1;
+	/* memcached refuses to run as root without -u */
+	const char *const args[] = {"-p", PB_PORT_ARG, "-l", "127.0.0.1", "-m", "1024", "-U", "0",
+				    "-t", "1", "-c", "1024", geteuid() == 0 ? "-u" : NULL, "root",
+				    NULL};
+
+	return pb_start_peer(s, "memcached", "memcached.log", args);
 }
 
 static memcached_st *mc_handle(struct pb_system *s, int bulk)

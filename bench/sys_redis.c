@@ -22,62 +22,13 @@
 
 #include "pagebench.h"
 
-static const char *redis_find_bin(void)
-{
-	static const char *const cands[] = {"/usr/bin/redis-server", "/usr/sbin/redis-server",
-					    "/usr/local/bin/redis-server"};
-	for (size_t i = 0; i < sizeof(cands) / sizeof(cands[0]); i++)
-		if (access(cands[i], X_OK) == 0)
-			return cands[i];
-	return NULL;
-}
-
 static int redis_start(struct pb_system *s)
 {
-	const char *bin = redis_find_bin();
-	if (!bin) {
-		snprintf(s->err, sizeof(s->err),
-			 "redis-server not installed (scripts/deps.sh installs it)");
-		return -1;
-	}
-	snprintf(s->log_path, sizeof(s->log_path), "%s/redis.log", pb_opts.tmpdir);
-	for (int attempt = 0; attempt < 3; attempt++) {
-		char port[16];
-		s->port = pb_free_port();
-		if (s->port < 0) {
-			snprintf(s->err, sizeof(s->err), "no free port");
-			return -1;
-		}
-		snprintf(port, sizeof(port), "%d", s->port);
-		char *argv[] = {(char *)bin,
-				"--port",
-				port,
-				"--bind",
-				"127.0.0.1",
-				"--save",
-				"",
-				"--appendonly",
-				"no",
-				"--daemonize",
-				"no",
-				"--protected-mode",
-				"no",
-				"--dir",
-				(char *)pb_opts.tmpdir,
-				"--logfile",
-				"",
-				NULL};
-		s->pid = pb_spawn(argv, s->log_path, s->cpus, s->err, sizeof(s->err));
-		if (s->pid < 0) {
-			s->pid = 0;
-			return -1;
-		}
-		if (pb_wait_port(s->pid, s->port, 10000, s->log_path, s->err, sizeof(s->err)) == 0)
-			return 0;
-		pb_child_stop(s->pid, 1000);
-		s->pid = 0;
-	}
-	return -1;
+	const char *const args[] = {"--port", PB_PORT_ARG, "--bind", "127.0.0.1", "--save", "",
+				    "--appendonly", "no", "--daemonize", "no", "--protected-mode",
+				    "no", "--dir", pb_opts.tmpdir, "--logfile", "", NULL};
+
+	return pb_start_peer(s, "redis-server", "redis.log", args);
 }
 
 static int redis_connect(struct pb_system *s)
