@@ -19,29 +19,4 @@
 # and removes its memory cgroup, swap file and zram device itself (also on
 # Ctrl-C). Exit status is enginebench's: 0 measured, 1 something failed, 2
 # usage.
-set -eu
-cd "$(dirname "$0")/.."
-
-scripts/deps.sh
-
-builddir=${BUILDDIR:-build-bench}
-if [ -f "$builddir/build.ninja" ]; then
-	meson configure "$builddir" -Dbench=true -Dbuildtype=release >/dev/null
-else
-	meson setup "$builddir" -Dbench=true -Dbuildtype=release >/dev/null
-fi
-ninja -C "$builddir" bench/enginebench src/bin/memory-server >/dev/null
-
-load=$(cut -d' ' -f1 /proc/loadavg)
-if awk -v l="$load" 'BEGIN { exit !(l > 0.5) }'; then
-	echo "bench-engine.sh: warning: load average is $load; other work will skew the figures" >&2
-fi
-
-results=${RESULTS_DIR:-$builddir/results}
-mkdir -p "$results"
-out="$results/enginebench-$(date -u +%Y%m%d-%H%M%S)"
-"$builddir/bench/enginebench" --server-bin "$builddir/src/bin/memory-server" \
-	--csv "$out.csv" "$@" 2>&1 | tee "$out.txt"
-status=${PIPESTATUS[0]}
-echo "bench-engine.sh: results in $out.txt and $out.csv" >&2
-exit "$status"
+exec "$(dirname "$0")/bench.sh" --bench enginebench "$@"

@@ -16,6 +16,14 @@
 set -eu
 cd "$(dirname "$0")/.."
 
+# --bench NAME picks another program of bench/ (scripts/bench-engine.sh uses
+# it for enginebench); the rest of the arguments go to that program.
+bench=pagebench
+if [ "${1:-}" = --bench ]; then
+	bench=${2:?--bench needs a name, e.g. enginebench}
+	shift 2
+fi
+
 scripts/deps.sh
 
 builddir=${BUILDDIR:-build-bench}
@@ -24,19 +32,19 @@ if [ -f "$builddir/build.ninja" ]; then
 else
 	meson setup "$builddir" -Dbench=true -Dbuildtype=release >/dev/null
 fi
-ninja -C "$builddir" bench/pagebench src/bin/memory-server >/dev/null
+ninja -C "$builddir" "bench/$bench" src/bin/memory-server >/dev/null
 
 # The figures mean something only on an otherwise idle machine.
 load=$(cut -d' ' -f1 /proc/loadavg)
 if awk -v l="$load" 'BEGIN { exit !(l > 0.5) }'; then
-	echo "bench.sh: warning: load average is $load; other work will skew the figures" >&2
+	echo "$bench: warning: load average is $load; other work will skew the figures" >&2
 fi
 
 results=${RESULTS_DIR:-$builddir/results}
 mkdir -p "$results"
-out="$results/pagebench-$(date -u +%Y%m%d-%H%M%S)"
-"$builddir/bench/pagebench" --server-bin "$builddir/src/bin/memory-server" \
+out="$results/$bench-$(date -u +%Y%m%d-%H%M%S)"
+"$builddir/bench/$bench" --server-bin "$builddir/src/bin/memory-server" \
 	--csv "$out.csv" "$@" 2>&1 | tee "$out.txt"
 status=${PIPESTATUS[0]}
-echo "bench.sh: results in $out.txt and $out.csv" >&2
+echo "$bench: results in $out.txt and $out.csv" >&2
 exit "$status"
