@@ -202,8 +202,8 @@ static void sub_clear(struct sdrsa_index_shard *sh, struct sub *sb, uint32_t ns,
 	table_release(sh, sb->tab, n, dirty);
 	sh->buckets -= n;
 	sh->count -= sb->count;
-	sb->tab = NULL;
-	sb->mask = 0;
+	__atomic_store_n(&sb->tab, NULL, __ATOMIC_RELAXED);
+	__atomic_store_n(&sb->mask, 0, __ATOMIC_RELAXED);
 	sb->count = 0;
 	atomic_fetch_and_explicit(&sh->nonempty[ns], ~(1ull << sh->idx), memory_order_relaxed);
 }
@@ -229,14 +229,31 @@ static int sub_resize(struct sdrsa_index_shard *sh, struct sub *sb, size_t nb)
 		tab[i] = old[j];
 	}
 	table_release(sh, old, old_n, 1);
-	sb->tab = tab;
-	sb->mask = (uint32_t)mask;
+	__atomic_store_n(&sb->tab, tab, __ATOMIC_RELAXED);
+	__atomic_store_n(&sb->mask, (uint32_t)mask, __ATOMIC_RELAXED);
 	sh->buckets += nb;
 	sh->buckets -= old_n;
 	return 0;
 }
 
 /* ---- entries -------------------------------------------------------------- */
+
+void sdrsa_index_prefetch(struct sdrsa_index *ix, uint64_t hash, uint32_t ns)
+{
+	const struct sub *sb = &ix->shards[hash >> (64 - SHARD_BITS)].subs[ns];
+	struct sdrsa_index_ent *tab = __atomic_load_n(&sb->tab, __ATOMIC_RELAXED);
+	uint32_t mask = __atomic_load_n(&sb->mask, __ATOMIC_RELAXED);
+	uintptr_t b;
+
+	if (!tab)
+		return;
+	/* Integer arithmetic: tab and mask may be a torn pair from a resize
+	 * in progress, and the table may be freed meanwhile. Either way the
+	 * address is only prefetched, which never faults. */
+	b = (uintptr_t)tab + (hash & mask) * sizeof(*tab);
+	__builtin_prefetch((const void *)b, 0, 3);
+	__builtin_prefetch((const void *)(b + sizeof(*tab) - 1), 0, 3);
+}
 
 struct sdrsa_index_ent *sdrsa_index_find(struct sdrsa_index_shard *sh, uint64_t hash, uint32_t ns,
 					 uint64_t addr)
@@ -264,10 +281,13 @@ int sdrsa_index_insert(struct sdrsa_index_shard *sh, uint64_t hash, uint32_t ns,
 	size_t i, mask;
 
 	if (!sb->tab) {
-		sb->tab = table_alloc(sh, MIN_BUCKETS);
-		if (!sb->tab)
+		struct sdrsa_index_ent *tab = table_alloc(sh, MIN_BUCKETS);
+
+		if (!tab)
 			return -ENOMEM;
-		sb->mask = MIN_BUCKETS - 1;
+		/* Atomic stores: sdrsa_index_prefetch() reads these without the lock. */
+		__atomic_store_n(&sb->tab, tab, __ATOMIC_RELAXED);
+		__atomic_store_n(&sb->mask, MIN_BUCKETS - 1, __ATOMIC_RELAXED);
 		sh->buckets += MIN_BUCKETS;
 		atomic_fetch_or_explicit(&sh->nonempty[ns], 1ull << sh->idx, memory_order_relaxed);
 	} else if (((size_t)sb->count + 1) * 4 > ((size_t)sb->mask + 1) * 3) {

@@ -66,6 +66,15 @@ void sdrsa_index_unlock(struct sdrsa_index_shard *sh);
 struct sdrsa_index_ent *sdrsa_index_find(struct sdrsa_index_shard *sh, uint64_t hash, uint32_t ns,
 					 uint64_t addr);
 /*
+ * A cache hint that takes no lock: prefetch the bucket where a lookup of the
+ * key with this hash in namespace ns starts. The sub-table descriptor is read
+ * with relaxed atomic loads (its writers store it atomically under the shard
+ * lock); a stale descriptor costs a useless prefetch, never a read: nothing
+ * is dereferenced. For a frame of many lookups, so that their cache misses
+ * overlap instead of waiting one by one behind each lock's atomic operation.
+ */
+void sdrsa_index_prefetch(struct sdrsa_index *ix, uint64_t hash, uint32_t ns);
+/*
  * With the shard locked, (ns, addr) absent: add it and return its entry with
  * ns and addr set, slot SDRSA_SLOT_ZERO and csum 0, in *ret. Returns 0 or
  * -ENOMEM (the table could not grow; nothing changed).

@@ -353,12 +353,32 @@ static void op_free(struct conn *c, const struct sdrsa_entry *e, struct sdrsa_en
  */
 #define GET_PREFETCH 32u
 
-static void prefetch_entry(struct conn *c, const uint8_t *payload, unsigned i)
+static void prefetch_entry(struct conn *c, const struct sdrsa_hdr *h, const uint8_t *payload,
+			   unsigned i)
 {
 	struct sdrsa_entry e;
 
 	sdrsa_entry_decode(payload + (size_t)i * SDRSA_ENTRY_SIZE, &e);
-	sdrsa_store_prefetch(c->w->srv->store, c->ns, e.addr);
+	if (h->opcode == SDRSA_OP_GET)
+		sdrsa_store_prefetch(c->w->srv->store, c->ns, e.addr);
+	else
+		sdrsa_store_prefetch_write(c->w->srv->store, c->ns, e.addr);
+}
+
+/* Start the cache misses of a GET or PUT frame early and all at once: the
+ * index buckets of every page (no lock: these misses overlap), then the pool
+ * slots of the first GET_PREFETCH pages (looked up under the lock, now
+ * cached). do_entries() keeps prefetching one slot ahead per page. */
+static void prefetch_frame(struct conn *c, const struct sdrsa_hdr *h, const uint8_t *payload)
+{
+	for (unsigned i = 0; i < h->count; i++) {
+		struct sdrsa_entry e;
+
+		sdrsa_entry_decode(payload + (size_t)i * SDRSA_ENTRY_SIZE, &e);
+		sdrsa_store_prefetch_index(c->w->srv->store, c->ns, e.addr);
+	}
+	for (unsigned i = 0; i < h->count && i < GET_PREFETCH; i++)
+		prefetch_entry(c, h, payload, i);
 }
 
 static void do_entries(struct conn *c, const struct sdrsa_hdr *h, const uint8_t *payload)
@@ -393,9 +413,8 @@ static void do_entries(struct conn *c, const struct sdrsa_hdr *h, const uint8_t 
 	rd = rd0 = re + meta;
 	if (h->opcode == SDRSA_OP_SWAP)
 		STAT_ADD(c->w, swaps, 1);
-	if (h->opcode == SDRSA_OP_GET && h->count > 1)
-		for (unsigned i = 0; i < h->count && i < GET_PREFETCH; i++)
-			prefetch_entry(c, payload, i);
+	if ((h->opcode == SDRSA_OP_GET || h->opcode == SDRSA_OP_PUT) && h->count > 1)
+		prefetch_frame(c, h, payload);
 	for (unsigned i = 0; i < h->count; i++) {
 		struct sdrsa_entry e, r;
 
@@ -404,11 +423,13 @@ static void do_entries(struct conn *c, const struct sdrsa_hdr *h, const uint8_t 
 		r.addr = e.addr;
 		switch (h->opcode) {
 		case SDRSA_OP_PUT:
+			if (i + GET_PREFETCH < h->count)
+				prefetch_entry(c, h, payload, i + GET_PREFETCH);
 			op_put(c, &e, &in_data, &r);
 			break;
 		case SDRSA_OP_GET:
 			if (i + GET_PREFETCH < h->count)
-				prefetch_entry(c, payload, i + GET_PREFETCH);
+				prefetch_entry(c, h, payload, i + GET_PREFETCH);
 			op_get(c, &e, &rd, &r);
 			break;
 		case SDRSA_OP_FREE:

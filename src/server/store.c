@@ -219,7 +219,10 @@ int sdrsa_store_get(struct sdrsa_store *st, struct sdrsa_ns *ns, uint64_t addr, 
 	return rc;
 }
 
-void sdrsa_store_prefetch(struct sdrsa_store *st, struct sdrsa_ns *ns, uint64_t addr)
+/* Look the page up and prefetch its slot; for_write: with intent to write
+ * (a put about to overwrite it), so the line comes in exclusive. */
+static void prefetch_slot(struct sdrsa_store *st, struct sdrsa_ns *ns, uint64_t addr,
+			  int for_write)
 {
 	struct sdrsa_index_shard *sh;
 	struct sdrsa_index_ent *e;
@@ -242,8 +245,27 @@ void sdrsa_store_prefetch(struct sdrsa_store *st, struct sdrsa_ns *ns, uint64_t 
 	 * has. A slot that changed owner meanwhile costs a wasted prefetch,
 	 * never a byte of the new owner's page (nothing is read out here). */
 	p = sdrsa_pool_page(st->pool, slot);
-	for (size_t off = 0; off < SDRSA_PAGE_SIZE; off += 64)
-		__builtin_prefetch(p + off, 0, 3);
+	if (for_write)
+		for (size_t off = 0; off < SDRSA_PAGE_SIZE; off += 64)
+			__builtin_prefetch(p + off, 1, 3);
+	else
+		for (size_t off = 0; off < SDRSA_PAGE_SIZE; off += 64)
+			__builtin_prefetch(p + off, 0, 3);
+}
+
+void sdrsa_store_prefetch(struct sdrsa_store *st, struct sdrsa_ns *ns, uint64_t addr)
+{
+	prefetch_slot(st, ns, addr, 0);
+}
+
+void sdrsa_store_prefetch_write(struct sdrsa_store *st, struct sdrsa_ns *ns, uint64_t addr)
+{
+	prefetch_slot(st, ns, addr, 1);
+}
+
+void sdrsa_store_prefetch_index(struct sdrsa_store *st, struct sdrsa_ns *ns, uint64_t addr)
+{
+	sdrsa_index_prefetch(st->index, sdrsa_index_hash(ns->id, addr), ns->id);
 }
 
 /* Release what an entry holds; its bucket is removed by the caller. */

@@ -67,6 +67,13 @@ int sdrsa_store_get(struct sdrsa_store *st, struct sdrsa_ns *ns, uint64_t addr, 
 /* Hint that the page at addr is about to be fetched: looks up its slot and
  * prefetches its bytes into the cache. Reads nothing out; no result. */
 void sdrsa_store_prefetch(struct sdrsa_store *st, struct sdrsa_ns *ns, uint64_t addr);
+/* The same for a page about to be overwritten by a put (prefetch for write;
+ * nothing happens for a page not stored yet). */
+void sdrsa_store_prefetch_write(struct sdrsa_store *st, struct sdrsa_ns *ns, uint64_t addr);
+/* An earlier, cheaper hint that takes no lock: bring in the index bucket of
+ * addr, so that the lookups of the two calls above and of the get or put hit
+ * the cache. Call it for every page of a frame first. */
+void sdrsa_store_prefetch_index(struct sdrsa_store *st, struct sdrsa_ns *ns, uint64_t addr);
 /* Drop a page: 0, -ENOENT, -EINVAL. */
 int sdrsa_store_drop(struct sdrsa_store *st, struct sdrsa_ns *ns, uint64_t addr);
 /* Drop every page of the namespace; returns how many. Costs in proportion to
