@@ -204,13 +204,19 @@ static int recv_once(struct sdrsa_client *c)
 }
 
 /* Receive until something arrives: spin for spin_us, then sleep in poll().
+ * yield_first: the socket was found empty a moment ago (or a request just
+ * left), so when spinning, let the server run before looking again instead of
+ * paying for a recv() that finds nothing (on one vCPU the server cannot have
+ * answered yet: one system call less per round trip).
  * Returns 1 on progress, 0 when `deadline` passed first, -errno when the
  * connection failed or timed out (closed, operations completed). */
-static int recv_some(struct sdrsa_client *c, uint64_t deadline)
+static int recv_some(struct sdrsa_client *c, uint64_t deadline, int yield_first)
 {
 	uint64_t now = sdrsa_now_ns();
 	uint64_t spin_end = now + (uint64_t)c->spin_us * 1000u;
 
+	if (yield_first && c->spin_us)
+		sched_yield();
 	for (;;) {
 		struct pollfd pfd = { .fd = c->fd, .events = POLLIN };
 		uint64_t dead;
@@ -320,11 +326,15 @@ static int flush_queue(struct sdrsa_client *c)
  * Always returns with b->done == n: a failed connection completes them all. */
 static void sync_wait(struct sdrsa_client *c, struct client_batch *b, size_t n)
 {
+	int yield_first = 1;
+
 	if (flush_queue(c) < 0)
 		return;
-	while (b->done < n)
-		if (recv_some(c, NO_DEADLINE) < 0)
+	while (b->done < n) {
+		if (recv_some(c, NO_DEADLINE, yield_first) < 0)
 			break;
+		yield_first = 0;
+	}
 }
 
 /* ---- handshake ----------------------------------------------------------- */
@@ -777,7 +787,7 @@ static int run_many(struct sdrsa_client *c, uint8_t kind, const uint64_t *addrs,
 		if (target <= b.done && i < n)
 			target = b.done + 1;
 		while (b.done < target)
-			if (recv_some(c, NO_DEADLINE) < 0)
+			if (recv_some(c, NO_DEADLINE, 0) < 0)
 				break;
 	}
 	c->frame_limit = c->max_batch;
@@ -896,8 +906,10 @@ int sdrsa_reap(struct sdrsa_client *c, struct sdrsa_completion *out, size_t max,
 	 * caller driven by poll() on our fd always makes progress. */
 	if (c->fd >= 0 && c->nsent && c->cq_len < max)
 		recv_once(c);
+	/* No yield_first here: it did not speed up pipelined gets or puts
+	 * measurably (pagebench, pinned, 10 alternating pairs). */
 	while (c->cq_len < min && c->fd >= 0)
-		if (recv_some(c, deadline) <= 0)
+		if (recv_some(c, deadline, 0) <= 0)
 			break;
 	while (n < max && client_pop_completion(c, &out[n]) == 0)
 		n++;
