@@ -323,10 +323,11 @@ static void test_isolation(void **state)
 	sdrsa_store_free(st);
 }
 
-/* sdrsa_store_prefetch() is a cache hint: whatever the address (stored,
- * zero, absent, misaligned, another namespace's), nothing stored or counted
- * changes, and a slot freed and reused by another namespace after a prefetch
- * is read by its new owner only. */
+/* sdrsa_store_prefetch(), _prefetch_write() and _prefetch_index() are cache
+ * hints: whatever the address (stored, zero, absent, misaligned, another
+ * namespace's), nothing stored or counted changes, and a slot freed and
+ * reused by another namespace after a prefetch is read by its new owner
+ * only. */
 static void test_prefetch(void **state)
 {
 	struct sdrsa_store *st = new_store(4, 0, 0);
@@ -343,10 +344,16 @@ static void test_prefetch(void **state)
 	assert_int_equal(sdrsa_store_put(st, a, 9 * PAGE, NULL, 0), 1);
 	sdrsa_store_counts(st, &before);
 	for (uint64_t i = 0; i < 12; i++) {
+		sdrsa_store_prefetch_index(st, a, i * PAGE);
+		sdrsa_store_prefetch_index(st, b, i * PAGE);
 		sdrsa_store_prefetch(st, a, i * PAGE);
 		sdrsa_store_prefetch(st, b, i * PAGE);
+		sdrsa_store_prefetch_write(st, a, i * PAGE);
+		sdrsa_store_prefetch_write(st, b, i * PAGE);
 	}
 	sdrsa_store_prefetch(st, a, PAGE + 1);
+	sdrsa_store_prefetch_write(st, a, PAGE + 1);
+	sdrsa_store_prefetch_index(st, a, PAGE + 1);
 	sdrsa_store_counts(st, &after);
 	assert_memory_equal(&before, &after, sizeof(before));
 	assert_int_equal(atomic_load(&a->pages), 5);
@@ -357,7 +364,9 @@ static void test_prefetch(void **state)
 	assert_int_equal(sdrsa_store_get(st, b, 0, page, &csum), -ENOENT);
 	/* Prefetch, then the slot changes owner before the get: alice's get
 	 * finds nothing, bob reads his own bytes. */
+	sdrsa_store_prefetch_index(st, a, 0);
 	sdrsa_store_prefetch(st, a, 0);
+	sdrsa_store_prefetch_write(st, a, 0);
 	assert_int_equal(sdrsa_store_drop(st, a, 0), 0);
 	assert_int_equal(put_pattern(st, b, 0, 8), 0);
 	assert_int_equal(counts(st).used_pages, 4);
@@ -725,6 +734,9 @@ static void *hammer(void *p)
 			}
 			break;
 		case 2:
+			/* The lock-free index hint races with other
+			 * threads' inserts, removes and resizes. */
+			sdrsa_store_prefetch_index(w->st, ns, ((x >> 26) % 64) * PAGE);
 			sdrsa_store_prefetch(w->st, ns, ((x >> 20) % 64) * PAGE);
 			rc = sdrsa_store_get(w->st, ns, addr, page, &csum);
 			if (version[slot] == 0 && rc != -ENOENT)
