@@ -365,10 +365,19 @@ static void prefetch_entry(struct conn *c, const struct sdrsa_hdr *h, const uint
 		sdrsa_store_prefetch_write(c->w->srv->store, c->ns, e.addr);
 }
 
-/* Start the cache misses of a GET or PUT frame early and all at once: the
+/*
+ * Start the cache misses of a GET or PUT frame early and all at once: the
  * index buckets of every page (no lock: these misses overlap), then the pool
  * slots of the first GET_PREFETCH pages (looked up under the lock, now
- * cached). do_entries() keeps prefetching one slot ahead per page. */
+ * cached). do_entries() keeps prefetching one slot ahead per page. Puts
+ * prefetch with intent to write the slots they overwrite: their copy into a
+ * cold slot used to stall at the shard unlock, where the stores drain (14% of
+ * the CPU of pipelined puts). Measured (pagebench pinned, 200000 pipelined
+ * operations, 4 alternating pairs against the GET-only prefetch above): get
+ * 2.67 -> 2.85 GB/s, put 3.06 -> 3.35 GB/s, both faster in every pair; in a
+ * profile of gets the index lookups fell from 7.7% to 3% of the CPU. Tried
+ * and dropped: non-temporal stores for puts instead (3.26 -> 2.64 GB/s).
+ */
 static void prefetch_frame(struct conn *c, const struct sdrsa_hdr *h, const uint8_t *payload)
 {
 	for (unsigned i = 0; i < h->count; i++) {
