@@ -221,8 +221,7 @@ int sdrsa_store_get(struct sdrsa_store *st, struct sdrsa_ns *ns, uint64_t addr, 
 
 /* Look the page up and prefetch its slot; for_write: with intent to write
  * (a put about to overwrite it), so the line comes in exclusive. */
-static void prefetch_slot(struct sdrsa_store *st, struct sdrsa_ns *ns, uint64_t addr,
-			  int for_write)
+static void prefetch_slot(struct sdrsa_store *st, struct sdrsa_ns *ns, uint64_t addr, int for_write)
 {
 	struct sdrsa_index_shard *sh;
 	struct sdrsa_index_ent *e;
