@@ -4,10 +4,10 @@
 # redis-zipf workload at 50 % and 100 % local (all-local, sdrsa with the
 # engine's default policy and with fifo, Linux swap when root can make a
 # cgroup v1 and a swap file), writes its CSV, and bench/curve.gp draws it.
-# Checks: every point ran and verified its data, the sdrsa points at 50 %
-# fetched pages remotely and are slower than all-local on the synthetic
-# workload, the swap points are there when they can be, and the PNG is a
-# PNG of the expected width.
+# Checks: every point ran and verified its data (a swap run may be killed
+# by the OOM killer), the sdrsa points at 50 % fetched pages remotely and
+# are slower than all-local on the synthetic workload, the swap points are
+# there when they can be, and the PNG is a PNG of the expected width.
 # Usage: test_curve.sh CURVEBENCH CURVE_GP. Exit 0 pass, 1 fail, 77 skip
 # (gnuplot or redis-server missing; with CI=true that is a failure).
 set -u
@@ -30,7 +30,8 @@ if [ "$(id -u)" = 0 ] && [ -w /sys/fs/cgroup/memory/memory.limit_in_bytes ]; the
 	swap=1
 fi
 "$BENCH" --workloads zipf,redis-zipf --systems "$systems" --policies default,fifo \
-	--local-pcts 50,100 --size 8M --ops 20000 --redis-keys 1024 --redis-ops 4000 \
+	--local-pcts 50,100 --size 32M --ops 20000 --redis-keys 1024 --redis-ops 4000 \
+	--min-seconds 0.2 \
 	--swap-dir "$T" --csv "$T/curve.csv" >"$T/out" 2>&1 || fail "curvebench exited $?"
 
 python3 - "$T/curve.csv" "$swap" <<'PY' || fail "CSV: $(cat "$T/curve.csv")"
@@ -42,6 +43,9 @@ def row(w, s, pct):
     assert len(m) == 1, (w, s, pct, m)
     return m[0]
 for r in rows:
+    # The memory cgroup's OOM killer may end a swap run: a result, not an error.
+    if r["system"] == "linux-swap" and r["status"] == "killed":
+        continue
     assert r["status"] == "ok", r
     assert float(r["ops_per_s"]) > 0, r
 for w in ("zipf", "redis-zipf"):
@@ -56,7 +60,7 @@ for w in ("zipf", "redis-zipf"):
             if not s.startswith("sdrsa"):
                 assert math.isnan(float(r["remote_faults"])), r
         # Half the working set remote: far below local memory's speed.
-        if w == "zipf":
+        if w == "zipf" and s.startswith("sdrsa"):
             assert float(row(w, s, 50)["ratio_to_local"]) < 0.5, row(w, s, 50)
 PY
 
