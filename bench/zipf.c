@@ -1,7 +1,8 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * zipf: see zipf.h. With theta = 0.99 over 131072 items the most popular
- * item gets about 8% of the draws and the top 10% of items about 77%.
+ * zipf: see zipf.h. With theta = 0.99 over 131072 items (512 MiB of pages),
+ * an exact zipf gives the most popular item 7.6% of the draws, the top 12.5%
+ * of items 82% and the top 25% 88%; Gray's generator approximates it.
  */
 #include <math.h>
 
