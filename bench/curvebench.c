@@ -21,7 +21,11 @@
  *              linux-swap      in a memory cgroup v1 limited to FRACTION
  *                              (+ 8 MiB for the process itself, which the
  *                              engine's budget does not count either) with a
- *                              swap file (bench/swapref.c, as enginebench).
+ *                              swap file (bench/swapref.c, as enginebench),
+ *                              enabled for the whole sweep.
+ *
+ * At each point the systems run one after the other (all-local first), so
+ * that the ratios compare runs minutes apart.
  *
  * Every run is a fresh process (and a fresh redis-server) and checks its
  * data by content: curveload checks every word it reads and all of memory
@@ -829,6 +833,20 @@ static void write_csv(FILE *f)
 	}
 }
 
+static void swap_point(int w, double pct)
+{
+	char why[300];
+	uint64_t ws = w < W_REDIS_ZIPF ? opt.size : redis_ws;
+	uint64_t limit = (uint64_t)((double)ws * pct / 100.0) + CG_EXTRA;
+	if (swapref_cgroup_setup("curvebench", limit, why, sizeof(why)) < 0) {
+		fprintf(stderr, "curvebench: linux-swap not measured: %s\n", why);
+		any_failure = 1;
+	} else {
+		run_point(w, S_SWAP, NULL, pct);
+	}
+	swapref_cgroup_teardown();
+}
+
 static void sweep(void)
 {
 	char why[300] = "";
@@ -839,47 +857,37 @@ static void sweep(void)
 		if (getenv("CI") && !strcmp(getenv("CI"), "true"))
 			any_failure = 1;
 	}
-	/* Local and sdrsa runs first, for every workload (redis's all-local
-	 * run measures its working set); then swap, with the swap file on
-	 * only for those runs. */
+	/* The swap file is on for the whole sweep, so that every system is
+	 * measured at each point within a minute or two: on a shared machine
+	 * the load drifts, and a reference measured a quarter of an hour
+	 * later compares different machines (a first version ran the swap
+	 * runs last and found them 1.6x faster than all-local at 100 %). Room
+	 * for the largest working set; redis's is at most twice its values. */
+	if (can_swap) {
+		uint64_t largest = opt.size > opt.redis_keys * 2 * PG ? opt.size
+								      : opt.redis_keys * 2 * PG;
+		if (swapref_swapfile_setup(opt.swap_dir, "curvebench", largest + 64 * MIB, why,
+					   sizeof(why)) < 0) {
+			fprintf(stderr, "curvebench: linux-swap not measured: %s\n", why);
+			swapref_swapfile_teardown();
+			any_failure = 1;
+			can_swap = 0;
+		}
+	}
 	for (int w = 0; w < NWORK; w++) {
 		if (!opt.work[w])
 			continue;
 		for (int k = 0; k < opt.npcts; k++) {
-			/* All-local at every point, just before the others: it is the
-			 * reference of the ratios at that point, measured in the same
-			 * minute on this shared machine. */
+			/* All-local at every point, just before the others: the
+			 * reference of the ratios at that point (and redis's first
+			 * all-local run measures its working set). */
 			if (opt.sys_local || (w >= W_REDIS_ZIPF && !redis_ws))
 				run_point(w, S_LOCAL, NULL, opt.pcts[k]);
 			if (opt.sys_sdrsa)
 				for (int q = 0; q < opt.npolicies; q++)
 					run_point(w, S_SDRSA, opt.policies[q], opt.pcts[k]);
-		}
-	}
-	if (!can_swap)
-		return;
-	uint64_t largest = opt.size > redis_ws ? opt.size : redis_ws;
-	if (swapref_swapfile_setup(opt.swap_dir, "curvebench", largest + 64 * MIB, why,
-				   sizeof(why)) < 0) {
-		fprintf(stderr, "curvebench: linux-swap not measured: %s\n", why);
-		swapref_swapfile_teardown();
-		any_failure = 1;
-		return;
-	}
-	for (int w = 0; w < NWORK; w++) {
-		if (!opt.work[w])
-			continue;
-		for (int k = 0; k < opt.npcts; k++) {
-			uint64_t ws = w < W_REDIS_ZIPF ? opt.size : redis_ws;
-			uint64_t limit = (uint64_t)((double)ws * opt.pcts[k] / 100.0) + CG_EXTRA;
-			if (swapref_cgroup_setup("curvebench", limit, why, sizeof(why)) < 0) {
-				fprintf(stderr, "curvebench: linux-swap not measured: %s\n", why);
-				swapref_cgroup_teardown();
-				any_failure = 1;
-				break;
-			}
-			run_point(w, S_SWAP, NULL, opt.pcts[k]);
-			swapref_cgroup_teardown();
+			if (can_swap)
+				swap_point(w, opt.pcts[k]);
 		}
 	}
 	swapref_swapfile_teardown();

@@ -56,7 +56,8 @@ out="$results/$bench-$(date -u +%Y%m%d-%H%M%S)"
 status=${PIPESTATUS[0]}
 echo "$bench: results in $out.txt and $out.csv" >&2
 if [ "$bench" = curvebench ] && [ -s "$out.csv" ]; then
-	gnuplot -c bench/curve.gp "$out.csv" "$out.png" "$(head -n 1 "$out.txt")"
+	gnuplot -c bench/curve.gp "$out.csv" "$out.png" \
+		"$(head -n 1 "$out.txt"); at the end $(cut -d' ' -f1-3 /proc/loadavg)"
 	echo "$bench: picture in $out.png" >&2
 	# Only a complete, verified full run replaces the figures of docs/.
 	case " $* " in *" --quick "*) ;; *)
