@@ -32,7 +32,7 @@ fi
 "$BENCH" --workloads zipf,redis-zipf --systems "$systems" --policies default,fifo \
 	--local-pcts 50,100 --size 32M --ops 20000 --redis-keys 1024 --redis-ops 4000 \
 	--min-seconds 0.2 \
-	--swap-dir "$T" --csv "$T/curve.csv" >"$T/out" 2>&1 || fail "curvebench exited $?"
+	--csv "$T/curve.csv" >"$T/out" 2>&1 || fail "curvebench exited $?"
 
 python3 - "$T/curve.csv" "$swap" <<'PY' || fail "CSV: $(cat "$T/curve.csv")"
 import csv, math, sys
