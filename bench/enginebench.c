@@ -37,7 +37,6 @@
 #include <sys/mman.h>
 #include <sys/prctl.h>
 #include <sys/stat.h>
-#include <sys/swap.h>
 #include <sys/utsname.h>
 #include <sys/wait.h>
 #include <time.h>
@@ -48,6 +47,7 @@
 
 #include "common/util.h"
 #include "pagebench.h"
+#include "swapref.h"
 
 #ifndef ENGINEBENCH_SERVER_BIN
 #define ENGINEBENCH_SERVER_BIN "memory-server"
@@ -143,58 +143,11 @@ static void target(const char *what, double measured, double required, int highe
 
 /* ---- cleanup: servers, cgroup, swap ---- */
 
-static char cg_path[256];      /* memory cgroup we created, "" when none */
-static char swap_path[512];    /* swap file we created and enabled */
-static int swap_on;            /* swap_path is enabled */
-static int zram_dev = -1;      /* zram device we added (or reset) */
-static int zram_added;         /* 1: hot_add'ed (hot_remove at the end); 0: reset */
-static char zram_swap[64];     /* /dev/zramN when enabled as swap */
 static volatile pid_t work_pid; /* the workload child, killed on the way out */
 
 static void write_str(const char *s)
 {
 	(void)!write(2, s, strlen(s));
-}
-
-static int write_file(const char *path, const char *val)
-{
-	int fd = open(path, O_WRONLY | O_CLOEXEC);
-	if (fd < 0)
-		return -errno;
-	ssize_t n = write(fd, val, strlen(val));
-	int e = n < 0 ? -errno : 0;
-	close(fd);
-	return e;
-}
-
-static void zram_teardown(void)
-{
-	if (zram_swap[0]) {
-		swapoff(zram_swap);
-		zram_swap[0] = 0;
-	}
-	if (zram_dev >= 0) {
-		char p[96], v[16];
-		snprintf(p, sizeof(p), "/sys/block/zram%d/reset", zram_dev);
-		write_file(p, "1");
-		if (zram_added) {
-			snprintf(v, sizeof(v), "%d", zram_dev);
-			write_file("/sys/class/zram-control/hot_remove", v);
-		}
-		zram_dev = -1;
-	}
-}
-
-static void swapfile_teardown(void)
-{
-	if (swap_on) {
-		swapoff(swap_path);
-		swap_on = 0;
-	}
-	if (swap_path[0]) {
-		unlink(swap_path);
-		swap_path[0] = 0;
-	}
 }
 
 static void cleanup_all(void)
@@ -206,12 +159,7 @@ static void cleanup_all(void)
 		work_pid = 0;
 	}
 	pb_child_kill_all();
-	if (cg_path[0]) {
-		rmdir(cg_path);
-		cg_path[0] = 0;
-	}
-	swapfile_teardown();
-	zram_teardown();
+	swapref_teardown_all();
 	if (have_tmpdir) {
 		char p[300];
 		snprintf(p, sizeof(p), "%s/memory-server.log", tmpdir);
@@ -788,12 +736,10 @@ static void work_child(int mode, uint64_t budget, int wfd)
 	signal(SIGHUP, SIG_DFL);
 	alarm(0);
 	if (mode == M_SWAP || mode == M_ZRAM) {
-		char p[300], v[32];
-		snprintf(p, sizeof(p), "%s/cgroup.procs", cg_path);
-		snprintf(v, sizeof(v), "%d", (int)getpid());
-		int e2 = write_file(p, v);
+		int e2 = swapref_cgroup_join(getpid());
 		if (e2 < 0) {
-			snprintf(r.err, sizeof(r.err), "cannot join %.100s: %s", cg_path, strerror(-e2));
+			snprintf(r.err, sizeof(r.err), "cannot join %.100s: %s", swapref_cgroup_path(),
+				 strerror(-e2));
 			r.status = 1;
 			goto out;
 		}
@@ -883,154 +829,6 @@ static void run_work(int mode, uint64_t budget, struct work_result *r)
 	}
 }
 
-static int have_root_swap_tools(char *why, size_t n)
-{
-	if (geteuid() != 0) {
-		snprintf(why, n, "not root");
-		return 0;
-	}
-	if (access("/sys/fs/cgroup/memory/memory.limit_in_bytes", W_OK) != 0) {
-		snprintf(why, n, "no cgroup v1 memory controller at /sys/fs/cgroup/memory");
-		return 0;
-	}
-	if (access("/sbin/mkswap", X_OK) != 0 && access("/usr/sbin/mkswap", X_OK) != 0) {
-		snprintf(why, n, "no mkswap");
-		return 0;
-	}
-	return 1;
-}
-
-static int run_cmd(const char *const argv[])
-{
-	pid_t pid = fork();
-	if (pid < 0)
-		return -1;
-	if (pid == 0) {
-		int fd = open("/dev/null", O_WRONLY);
-		if (fd >= 0) {
-			dup2(fd, 1);
-			dup2(fd, 2);
-		}
-		execvp(argv[0], (char *const *)argv);
-		_exit(127);
-	}
-	int st;
-	if (waitpid(pid, &st, 0) != pid)
-		return -1;
-	return WIFEXITED(st) && WEXITSTATUS(st) == 0 ? 0 : -1;
-}
-
-static int cgroup_setup(uint64_t limit, char *why, size_t n)
-{
-	snprintf(cg_path, sizeof(cg_path), "/sys/fs/cgroup/memory/enginebench.%d", (int)getpid());
-	if (mkdir(cg_path, 0755) < 0 && errno != EEXIST) {
-		snprintf(why, n, "mkdir %.200s: %s", cg_path, strerror(errno));
-		cg_path[0] = 0;
-		return -1;
-	}
-	char p[300], v[32];
-	snprintf(p, sizeof(p), "%s/memory.limit_in_bytes", cg_path);
-	snprintf(v, sizeof(v), "%llu", (unsigned long long)limit);
-	int e = write_file(p, v);
-	if (e < 0) {
-		snprintf(why, n, "%.200s: %s", p, strerror(-e));
-		return -1;
-	}
-	return 0;
-}
-
-static void cgroup_teardown(void)
-{
-	if (cg_path[0]) {
-		char p[300];
-		snprintf(p, sizeof(p), "%s/memory.force_empty", cg_path);
-		write_file(p, "0");
-		rmdir(cg_path);
-		cg_path[0] = 0;
-	}
-}
-
-static int swapfile_setup(uint64_t bytes, char *why, size_t n)
-{
-	snprintf(swap_path, sizeof(swap_path), "%s/enginebench.%d.swap", opt.swap_dir,
-		 (int)getpid());
-	int fd = open(swap_path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
-	if (fd < 0) {
-		snprintf(why, n, "create %.200s: %s", swap_path, strerror(errno));
-		swap_path[0] = 0;
-		return -1;
-	}
-	/* Written, not fallocated: some filesystems refuse swap on
-	 * unwritten extents. */
-	static char zero[1 << 20];
-	for (uint64_t off = 0; off < bytes; off += sizeof(zero))
-		if (write(fd, zero, sizeof(zero)) != (ssize_t)sizeof(zero)) {
-			snprintf(why, n, "write %.200s: %s", swap_path, strerror(errno));
-			close(fd);
-			return -1;
-		}
-	fsync(fd);
-	close(fd);
-	const char *mk[] = {"mkswap", swap_path, NULL};
-	if (run_cmd(mk) < 0) {
-		snprintf(why, n, "mkswap %.200s failed", swap_path);
-		return -1;
-	}
-	if (swapon(swap_path, 0) < 0) {
-		snprintf(why, n, "swapon %.200s: %s", swap_path, strerror(errno));
-		return -1;
-	}
-	swap_on = 1;
-	return 0;
-}
-
-static int zram_setup(uint64_t bytes, char *why, size_t n)
-{
-	char buf[32] = "";
-	int fd = open("/sys/class/zram-control/hot_add", O_RDONLY | O_CLOEXEC);
-	if (fd < 0) {
-		const char *mp[] = {"modprobe", "zram", "num_devices=0", NULL};
-		run_cmd(mp);
-		fd = open("/sys/class/zram-control/hot_add", O_RDONLY | O_CLOEXEC);
-	}
-	if (fd < 0) {
-		snprintf(why, n, "no zram (modprobe zram failed)");
-		return -1;
-	}
-	ssize_t r = read(fd, buf, sizeof(buf) - 1);
-	close(fd);
-	if (r <= 0) {
-		snprintf(why, n, "zram hot_add: %s", strerror(errno));
-		return -1;
-	}
-	buf[r] = 0;
-	zram_dev = atoi(buf);
-	zram_added = 1;
-	char p[96], v[32];
-	snprintf(p, sizeof(p), "/sys/block/zram%d/disksize", zram_dev);
-	snprintf(v, sizeof(v), "%llu", (unsigned long long)bytes);
-	int e = write_file(p, v);
-	if (e < 0) {
-		snprintf(why, n, "%.200s: %s", p, strerror(-e));
-		return -1;
-	}
-	snprintf(zram_swap, sizeof(zram_swap), "/dev/zram%d", zram_dev);
-	for (int i = 0; i < 50 && access(zram_swap, F_OK) != 0; i++)
-		usleep(20000);
-	const char *mk[] = {"mkswap", zram_swap, NULL};
-	if (run_cmd(mk) < 0) {
-		snprintf(why, n, "mkswap %s failed", zram_swap);
-		zram_swap[0] = 0;
-		return -1;
-	}
-	if (swapon(zram_swap, 0) < 0) {
-		snprintf(why, n, "swapon %s: %s", zram_swap, strerror(errno));
-		zram_swap[0] = 0;
-		return -1;
-	}
-	return 0;
-}
-
 static void print_work(uint64_t budget, struct work_result res[NMODES], const int ran[NMODES])
 {
 	char bname[32];
@@ -1113,7 +911,7 @@ static void print_work(uint64_t budget, struct work_result res[NMODES], const in
 static void work_part(void)
 {
 	char why[300] = "";
-	int can_swap = have_root_swap_tools(why, sizeof(why));
+	int can_swap = swapref_available(why, sizeof(why));
 	uint64_t np = opt.size / PG;
 	zipf_setup(np);
 	if (opt.refs_engine && start_sdrsa(&all_cpus, np + np / 4) < 0) {
@@ -1149,32 +947,34 @@ static void work_part(void)
 			printf("%s: not measured (%s)\n", mode_names[kind], why);
 			continue;
 		}
-		int r = kind == M_SWAP ? swapfile_setup(opt.size + 64 * MIB, why, sizeof(why))
-				       : zram_setup(opt.size + 64 * MIB, why, sizeof(why));
+		int r = kind == M_SWAP ? swapref_swapfile_setup(opt.swap_dir, "enginebench",
+								opt.size + 64 * MIB, why, sizeof(why))
+				       : swapref_zram_setup(opt.size + 64 * MIB, why, sizeof(why));
 		if (r < 0) {
 			printf("%s: not measured (%s)\n", mode_names[kind], why);
 			if (kind == M_SWAP)
-				swapfile_teardown();
+				swapref_swapfile_teardown();
 			else
-				zram_teardown();
+				swapref_zram_teardown();
 			continue;
 		}
 		for (int b = 0; b < opt.nbudgets; b++) {
-			if (cgroup_setup(opt.budgets[b] + 8 * MIB, why, sizeof(why)) < 0) {
+			if (swapref_cgroup_setup("enginebench", opt.budgets[b] + 8 * MIB, why,
+						 sizeof(why)) < 0) {
 				printf("%s: not measured (%s)\n", mode_names[kind], why);
-				cgroup_teardown();
+				swapref_cgroup_teardown();
 				break;
 			}
 			fprintf(stderr, "enginebench: workload %s, %llu MiB local...\n",
 				mode_names[kind], (unsigned long long)(opt.budgets[b] / MIB));
 			run_work(kind, opt.budgets[b], &res[b][kind]);
 			ran[b][kind] = 1;
-			cgroup_teardown();
+			swapref_cgroup_teardown();
 		}
 		if (kind == M_SWAP)
-			swapfile_teardown();
+			swapref_swapfile_teardown();
 		else
-			zram_teardown();
+			swapref_zram_teardown();
 	}
 	for (int b = 0; b < opt.nbudgets; b++) {
 		for (int m = 0; m < NMODES; m++)

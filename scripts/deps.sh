@@ -13,13 +13,15 @@
 #   iproute2, procps                  tests make network namespaces, inspect processes
 #   qemu-system-x86, busybox-static, cpio   the guest of tests/vm (guest/build.sh)
 #   libxen-dev       the Xen backend of the VM agent, compiled (not run: no Xen here)
+#   gnuplot-nox      draws bench/curve.gp's picture of curvebench's CSV (docs/curve.png)
 set -eu
 
 pkgs=(meson ninja-build pkg-config gcc clang libclang-rt-14-dev
       libsodium-dev libxxhash-dev libcmocka-dev
       memcached redis-server libmemcached-dev libhiredis-dev
       iproute2 procps
-      qemu-system-x86 busybox-static cpio libxen-dev)
+      qemu-system-x86 busybox-static cpio libxen-dev
+      gnuplot-nox)
 
 missing=()
 for p in "${pkgs[@]}"; do
