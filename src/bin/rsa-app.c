@@ -38,6 +38,7 @@
 #include <sdrsa/client.h>
 
 #include "common/util.h"
+#include "engine/store.h"
 #include "vm/vm_cli.h"
 
 #define PROG "rsa-app"
@@ -57,7 +58,13 @@ static void usage(FILE *f)
 		"the rest lives on the memory server at ADDR and comes back when touched.\n"
 		"\n"
 		"Options:\n"
-		"  -s, --server ADDR         memory server: HOST:PORT, HOST, unix:PATH\n"
+		"  -s, --server ADDR         memory server: HOST:PORT, HOST, unix:PATH; with\n"
+		"                            --backend memcached a memcached HOST:PORT, repeated\n"
+		"                            for each server of the fleet\n"
+		"      --backend sdrsa|memcached  where pages go: memory servers (default) or an\n"
+		"                            existing memcached fleet (no quotas, no client\n"
+		"                            authentication; a page memcached evicted or lost\n"
+		"                            stops the program: docs/MEMCACHED.md)\n"
 		"  -l, --local SIZE|PCT%%     local budget: 256M, 2G, or a percentage of this\n"
 		"                            machine's RAM such as 25%%; at least 256K\n"
 		"  -t, --threshold SIZE      manage mappings and malloc blocks of at least SIZE\n"
@@ -174,7 +181,8 @@ static void set_env_u64(const char *name, uint64_t v)
 
 int main(int argc, char **argv)
 {
-	enum { O_PREFETCH = 256, O_POLICY, O_STATS, O_INTERVAL, O_JSON, O_NAME, O_RETRY, O_TIMEOUT };
+	enum { O_PREFETCH = 256, O_POLICY, O_STATS, O_INTERVAL, O_JSON, O_NAME, O_RETRY, O_TIMEOUT,
+	       O_BACKEND };
 	static const struct option opts[] = {
 		{"server", required_argument, NULL, 's'},
 		{"local", required_argument, NULL, 'l'},
@@ -188,6 +196,7 @@ int main(int argc, char **argv)
 		{"key-file", required_argument, NULL, 'k'},
 		{"retry", required_argument, NULL, O_RETRY},
 		{"timeout", required_argument, NULL, O_TIMEOUT},
+		{"backend", required_argument, NULL, O_BACKEND},
 		{"help", no_argument, NULL, 'h'},
 		{NULL, 0, NULL, 0},
 	};
@@ -212,11 +221,24 @@ int main(int argc, char **argv)
 	const char *policy = "clock";
 	uint64_t threshold = 1u << 20, interval = 0, retry = 10000, budget = 0, timeout = 5000;
 	int prefetch = 1, stats = 0, c;
+	/* --backend memcached: every --server, joined as "H:P,H:P" */
+	int memcached = 0, nservers = 0;
+	char mcservers[4096] = "";
 	optind = 2;
 	while ((c = getopt_long(argc, argv, "+s:l:t:k:h", opts, NULL)) != -1) {
 		switch (c) {
 		case 's':
 			server = optarg;
+			if (strlen(mcservers) + strlen(optarg) + 2 > sizeof(mcservers))
+				return bad("--server: too many servers");
+			if (nservers++)
+				strcat(mcservers, ",");
+			strcat(mcservers, optarg);
+			break;
+		case O_BACKEND:
+			if (strcmp(optarg, "sdrsa") && strcmp(optarg, "memcached"))
+				return bad("--backend %s: use sdrsa or memcached", optarg);
+			memcached = !strcmp(optarg, "memcached");
 			break;
 		case 'l':
 			local = optarg;
@@ -271,6 +293,15 @@ int main(int argc, char **argv)
 	}
 	if (!server)
 		return bad("missing %s", "--server ADDR");
+	if (memcached) {
+		server = mcservers;
+		if (keyfile)
+			return bad("--key-file: memcached has no client keys (%s)",
+				   "use it with memory servers");
+	} else if (nservers > 1) {
+		return bad("one --server for a memory server (%s)",
+			   "several are for --backend memcached");
+	}
 	if (!local)
 		return bad("missing %s", "--local SIZE");
 	int r = parse_local(local, &budget);
@@ -319,15 +350,24 @@ int main(int argc, char **argv)
 	}
 	close(ufd);
 
-	/* The server must answer before the program starts. */
+	/* The servers must answer before the program starts. */
+	if (memcached) {
+		char why[256];
+		r = store_memcached_check(server, 3000, why, sizeof(why));
+		if (r < 0) {
+			fprintf(stderr, PROG ": cannot reach %s: %s\n",
+				r == -EINVAL ? "--server" : "memcached", why);
+			return 1;
+		}
+	}
 	struct sdrsa_client_config cc = {
 		.address = server,
 		.name = name,
 		.key = keyfile ? key : NULL,
 		.timeout_ms = 3000,
 	};
-	struct sdrsa_client *cl;
-	r = sdrsa_client_connect(&cc, &cl);
+	struct sdrsa_client *cl = NULL;
+	r = memcached ? 0 : sdrsa_client_connect(&cc, &cl);
 	if (r < 0) {
 		fprintf(stderr, PROG ": cannot reach memory server %s: %s\n", server, strerror(-r));
 		return 1;
@@ -350,8 +390,12 @@ int main(int argc, char **argv)
 		setenv("SDRSA_POLICY", policy, 1);
 		set_env_u64("SDRSA_RETRY_MS", retry);
 		set_env_u64("SDRSA_TIMEOUT_MS", timeout);
-		/* rsa-app frees the namespace once the program is gone. */
-		setenv("SDRSA_FREE_AT_EXIT", "0", 1);
+		/* rsa-app frees the namespace once the program is gone. memcached
+		 * cannot drop a prefix: each engine deletes its own pages at exit
+		 * (a crashed program's stay until memcached's LRU drops them). */
+		setenv("SDRSA_FREE_AT_EXIT", memcached ? "1" : "0", 1);
+		if (memcached)
+			setenv("SDRSA_BACKEND", "memcached", 1);
 		if (stats)
 			setenv("SDRSA_STATS", "1", 1);
 		if (interval)
@@ -390,7 +434,9 @@ int main(int argc, char **argv)
 
 	/* The program is gone: free whatever it left on the server. */
 	cc.timeout_ms = 2000;
-	if (sdrsa_client_connect(&cc, &cl) == 0) {
+	if (memcached) {
+		/* done by the program's engines (SDRSA_FREE_AT_EXIT) */
+	} else if (sdrsa_client_connect(&cc, &cl) == 0) {
 		uint64_t freed = 0;
 		if (sdrsa_free_all(cl, &freed) < 0)
 			fprintf(stderr, PROG ": could not free the program's pages on %s\n", server);

@@ -57,6 +57,7 @@ struct store {
 	uint64_t bytes_sent; /* page bytes sent by put_many */
 	uint64_t bytes_recv; /* page bytes received by get_many */
 	uint64_t retries;    /* operations retried after a reconnect */
+	const char *why;     /* NULL or the detail of the last failure, for messages */
 };
 
 static inline void store_free(struct store *s)
@@ -79,5 +80,13 @@ struct sdrsa_client_config;
 /* Connect to a memory server. retry_ms bounds the time spent reconnecting
  * after a connection error before an operation fails for good (0: 10000). */
 int store_sdrsa_new(const struct sdrsa_client_config *cfg, int retry_ms, struct store **ret);
+
+/* Pages on a memcached fleet (store_memcached.c). servers: "HOST:PORT,..."
+ * (libmemcached's list syntax); ns: the key prefix, unique per engine. */
+int store_memcached_new(const char *servers, const char *ns, int timeout_ms, int retry_ms,
+			struct store **ret);
+/* Ask every server of the list for its version: 0, or -errno with a one-line
+ * reason in why. For rsa-app's check before it starts the program. */
+int store_memcached_check(const char *servers, int timeout_ms, char *why, size_t whylen);
 
 #endif
