@@ -551,8 +551,11 @@ static int mc_put_many(struct store *st, const uint64_t *keys, const void *const
 			if (r == 0)
 				continue;
 			char where[128];
-			server_of(s, s->keytxt, key_text(s, keys[0], s->keytxt), where,
-				  sizeof(where));
+			size_t bad = 0;
+			while (bad + 1 < n && s->state[bad] == DONE)
+				bad++;
+			char *kt = s->keytxt + bad * MC_KEY_MAX;
+			server_of(s, kt, key_text(s, keys[bad], kt), where, sizeof(where));
 			set_why(s, "memcached %s (or another of %s) does not answer", where,
 				s->servers);
 			int first = 0;
