@@ -229,6 +229,8 @@ int main(int argc, char **argv)
 		switch (c) {
 		case 's':
 			server = optarg;
+			if (strchr(optarg, ','))
+				return bad("--server %s: one address per --server", optarg);
 			if (strlen(mcservers) + strlen(optarg) + 2 > sizeof(mcservers))
 				return bad("--server: too many servers");
 			if (nservers++)
@@ -295,6 +297,14 @@ int main(int argc, char **argv)
 		return bad("missing %s", "--server ADDR");
 	if (memcached) {
 		server = mcservers;
+		for (char *a = mcservers; *a;) {
+			size_t n = strcspn(a, ",");
+			char *colon = memrchr(a, ':', n), *end = NULL;
+			unsigned long port = colon ? strtoul(colon + 1, &end, 10) : 0;
+			if (!colon || colon == a || end != a + n || !port || port > 65535)
+				return bad("--server %.*s: a memcached is HOST:PORT", (int)n, a);
+			a += n + (a[n] == ',');
+		}
 		if (keyfile)
 			return bad("--key-file: memcached has no client keys (%s)",
 				   "use it with memory servers");

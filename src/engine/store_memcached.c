@@ -753,8 +753,14 @@ int store_memcached_check(const char *servers, int timeout_ms, char *why, size_t
 		if (rc == MEMCACHED_SUCCESS)
 			rc = memcached_version(one);
 		if (rc != MEMCACHED_SUCCESS) {
+			int en = memcached_last_error_errno(one);
+			if (memcached_last_error(one) != MEMCACHED_SUCCESS)
+				rc = memcached_last_error(one);
 			snprintf(why, whylen, "memcached %s:%u: %s", memcached_server_name(in),
-				 (unsigned)memcached_server_port(in), memcached_strerror(one, rc));
+				 (unsigned)memcached_server_port(in),
+				 rc == MEMCACHED_HOST_LOOKUP_FAILURE ? "unknown host"
+				 : en				     ? strerror(en)
+								     : memcached_strerror(one, rc));
 			r = errno_of(rc);
 		}
 		memcached_free(one);

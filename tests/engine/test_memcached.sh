@@ -97,6 +97,8 @@ ok "torture on 3 memcached ($(cat "$T/tort.err"))"
 "$APP" run --server "127.0.0.1:$P1" --server "127.0.0.1:$P2" --local 16M -- true 2>"$T/err"; rc=$?
 [ $rc -eq 2 ] && grep -q "several are for --backend memcached" "$T/err" ||
 	fail "two --server without memcached: $rc $(cat "$T/err")"
+"$APP" run --server 127.0.0.1:99999 --backend memcached --local 16M -- true 2>"$T/err"; rc=$?
+[ $rc -eq 2 ] && grep -q "a memcached is HOST:PORT" "$T/err" || fail "bad port: $rc $(cat "$T/err")"
 echo "x" >"$T/keys"
 "$APP" run --backend memcached --server "127.0.0.1:$P1" --key-file "$T/keys" --local 16M -- true \
 	2>"$T/err"; rc=$?
