@@ -5,6 +5,8 @@
  *
  *   - store_sdrsa.c: the real one, a libsdrsa client connection to a memory
  *     server, with bounded reconnect-and-retry on connection errors;
+ *   - store_memcached.c: pages as items on a memcached fleet (libmemcached),
+ *     for sites that already run one (docs/MEMCACHED.md);
  *   - store_mem.c: an in-memory map used ONLY by the engine's unit tests
  *     (tests/engine), never by rsa-app or the preload library. It can be told
  *     to fail, to test the engine's failure path.

@@ -31,8 +31,6 @@ if ! command -v memcached >/dev/null 2>&1; then
 	echo "skip: memcached is not installed"; exit 77
 fi
 [ -r /proc/sys/vm/unprivileged_userfaultfd ] || { echo "skip: no userfaultfd"; exit 77; }
-[ "${SDRSA_TEST_SANITIZED:-0}" = 1 ] &&
-	{ echo "skip: sanitizer build (the preload cannot go into uninstrumented programs)"; exit 77; }
 
 # memcached STAT value of one server: mc_stat PORT NAME
 mc_stat() {
@@ -90,6 +88,11 @@ for p in $P1 $P2 $P3; do
 done
 [ "$(items)" -eq 0 ] || fail "torture: $(items) items left on the fleet after the engine was freed"
 ok "torture on 3 memcached ($(cat "$T/tort.err"))"
+if [ "${SDRSA_TEST_SANITIZED:-0}" = 1 ]; then
+	echo "sanitizer build: the rsa-app cases are left out (the preload cannot go into" \
+		"uninstrumented programs)"
+	exit 0
+fi
 
 # --- bad options: one line, exit 2
 "$APP" run --backend redis --server "127.0.0.1:$P1" --local 16M -- true 2>"$T/err"; rc=$?
