@@ -163,7 +163,7 @@ static double median(double *v, int n)
 static void usage(FILE *f)
 {
 	fprintf(f, "Usage: backendbench [--server-bin PATH] [--size SIZE] [--local SIZE]\n"
-		   "                    [--faults N] [--runs N] [--quick]\n"
+		   "                    [--faults N] [--runs N] [--quick] [--csv FILE]\n"
 		   "The paging engine on the memory server and on memcached (1 and 3\n"
 		   "servers), in one run; ratios against the memory server.\n");
 }
@@ -172,7 +172,9 @@ int main(int argc, char **argv)
 {
 	uint64_t size = 256 * MIB, local = 32 * MIB, nfaults = 20000;
 	int runs = 3;
+	const char *csv_path = NULL;
 	static const struct option lo[] = {
+		{"csv", required_argument, NULL, 'c'},
 		{"server-bin", required_argument, NULL, 'S'}, {"size", required_argument, NULL, 's'},
 		{"local", required_argument, NULL, 'l'},      {"faults", required_argument, NULL, 'f'},
 		{"runs", required_argument, NULL, 'r'},       {"quick", no_argument, NULL, 'q'},
@@ -183,6 +185,9 @@ int main(int argc, char **argv)
 		switch (c) {
 		case 'S':
 			pb_opts.server_bin = optarg;
+			break;
+		case 'c':
+			csv_path = optarg;
 			break;
 		case 's':
 			if (sdrsa_parse_size(optarg, &size) < 0 || size < 4 * MIB)
@@ -222,6 +227,13 @@ int main(int argc, char **argv)
 	pb_opts.pages = size / PG; /* the memory server's pool: twice this */
 
 	int rc = 1;
+	FILE *csv = NULL;
+	if (csv_path && !(csv = fopen(csv_path, "w"))) {
+		fprintf(stderr, "backendbench: %s: %s\n", csv_path, strerror(errno));
+		return 1;
+	}
+	if (csv)
+		fprintf(csv, "system,run,write_mib_s,scan_mib_s,random_us_per_fault\n");
 	struct pb_system sd = {.ops = &pb_sys_sdrsa};
 	struct pb_system mc[3] = {{0}};
 	char sd_addr[64], mc1[64], mc3[256];
@@ -267,6 +279,9 @@ int main(int argc, char **argv)
 			       run + 1, names[k], res.write_mbs, res.scan_mbs, res.random_us,
 			       (unsigned long long)res.pages_out, (unsigned long long)res.pages_in);
 			fflush(stdout);
+			if (csv)
+				fprintf(csv, "%s,%d,%.1f,%.1f,%.2f\n", names[k], run + 1,
+					res.write_mbs, res.scan_mbs, res.random_us);
 		}
 	double mw[NSYS], ms[NSYS], mr[NSYS];
 	for (int k = 0; k < NSYS; k++) {
@@ -283,6 +298,8 @@ int main(int argc, char **argv)
 	       "is better, for random lower is better)\n");
 	rc = 0;
 out:
+	if (csv)
+		fclose(csv);
 	if (sd.pid > 0)
 		pb_child_stop(sd.pid, 2000);
 	for (int i = 0; i < 3; i++)

@@ -416,7 +416,8 @@ static int mget_once(struct store_mc *s, const uint64_t *keys, void *const *page
 		s->state[i] = DONE;
 		s->base.bytes_recv += PAGE;
 		s->arrived[k++] = i;
-		if (arrived && k == 16) {
+		/* The faulting page (index 0) goes at once: a thread waits on it. */
+		if (arrived && (k == 16 || i == 0)) {
 			arrived(ctx, s->arrived, k);
 			k = 0;
 		}
