@@ -791,6 +791,16 @@ int store_memcached_new(const char *servers, const char *ns, int timeout_ms, int
 		free(s);
 		return err ? err : -ENOMEM;
 	}
+	/* Every server must answer now, as a memory server must: a mistake is
+	 * one line at the start, not a failure at the first eviction. */
+	char why[256];
+	int r = store_memcached_check(servers, s->timeout_ms, why, sizeof(why));
+	if (r < 0) {
+		memcached_free(s->m);
+		free(s->servers);
+		free(s);
+		return r;
+	}
 	s->nslen = strlen(ns);
 	memcpy(s->ns, ns, s->nslen);
 	s->ns_seed = XXH3_64bits(ns, s->nslen);

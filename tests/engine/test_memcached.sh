@@ -9,12 +9,13 @@
 # small (it evicts: the program stops loudly, never reads wrong data), a
 # memcached that refuses items (-M: pages kept local, nothing lost), a
 # memcached killed or stalled mid-run (stopped loudly, naming the server).
-# Usage: test_memcached.sh RSA_APP TEST_TORTURE T_WORKLOAD.
+# Usage: test_memcached.sh RSA_APP TEST_TORTURE T_WORKLOAD PRELOAD.
 # Exit 0 pass, 1 fail, 77 skip (no memcached outside CI; in CI a failure).
 set -u
 APP=$1
 TORTURE=$2
 WORK=$3
+PRELOAD=$4
 T=$(mktemp -d)
 PIDS=
 cleanup() {
@@ -174,6 +175,25 @@ grep -q "ok 8192 pages" "$T/full.out" || fail "-M: $(cat "$T/full.out")"
 grep -q "refused pages (pool full)" "$T/full.err" || fail "-M: no warning: $(cat "$T/full.err")"
 grep -q '"store_refusals":[1-9]' "$T/full.json" || fail "-M: no refusals counted: $(cat "$T/full.json")"
 ok "memcached out of memory: pages kept local ($(grep refused "$T/full.err" | head -n 1))"
+
+# --- items too large for this memcached (-I 2k): refused the same way
+start_mc -m 64 -I 2k -o slab_chunk_max=1024; IP=$MPORT
+"$APP" run --backend memcached --server "127.0.0.1:$IP" --local 4M -- "$WORK" once 8192 \
+	>"$T/big.out" 2>"$T/big.err" || fail "-I 2k: $(cat "$T/big.err")"
+grep -q "ok 8192 pages" "$T/big.out" || fail "-I 2k: $(cat "$T/big.out")"
+grep -q "refused pages" "$T/big.err" || fail "-I 2k: no warning: $(cat "$T/big.err")"
+[ "$(mc_stat "$IP" curr_items)" -eq 0 ] || fail "-I 2k: items stored"
+ok "items too large for memcached: pages kept local"
+
+# --- the preload without rsa-app, memcached not there: the engine refuses
+# to start, one line, before the program runs
+LD_PRELOAD=$PRELOAD SDRSA_BACKEND=memcached SDRSA_SERVER=127.0.0.1:1 SDRSA_LOCAL=4194304 \
+	"$WORK" once 16 >"$T/nostart.out" 2>"$T/nostart.err"; rc=$?
+[ $rc -eq 1 ] || fail "engine start without memcached: exit $rc: $(cat "$T/nostart.err")"
+grep -q "cannot start the paging engine (server 127.0.0.1:1): Connection refused" "$T/nostart.err" ||
+	fail "engine start without memcached: $(cat "$T/nostart.err")"
+[ ! -s "$T/nostart.out" ] || fail "engine start without memcached: the program ran"
+ok "engine start without memcached: refused"
 
 # --- memcached too small: it evicts our pages; the program stops loudly at
 # the first missing one (exit 135, SIGBUS), never reads wrong data (3)
