@@ -400,10 +400,9 @@ int main(int argc, char **argv)
 		setenv("SDRSA_POLICY", policy, 1);
 		set_env_u64("SDRSA_RETRY_MS", retry);
 		set_env_u64("SDRSA_TIMEOUT_MS", timeout);
-		/* rsa-app frees the namespace once the program is gone. memcached
-		 * cannot drop a prefix: each engine deletes its own pages at exit
-		 * (a crashed program's stay until memcached's LRU drops them). */
-		setenv("SDRSA_FREE_AT_EXIT", memcached ? "1" : "0", 1);
+		/* rsa-app frees the namespace once the program is gone (on
+		 * memcached through the key ranges the engines record there). */
+		setenv("SDRSA_FREE_AT_EXIT", "0", 1);
 		if (memcached)
 			setenv("SDRSA_BACKEND", "memcached", 1);
 		if (stats)
@@ -445,7 +444,15 @@ int main(int argc, char **argv)
 	/* The program is gone: free whatever it left on the server. */
 	cc.timeout_ms = 2000;
 	if (memcached) {
-		/* done by the program's engines (SDRSA_FREE_AT_EXIT) */
+		/* Every server must answer first: libmemcached can trip on one
+		 * that stops answering in the middle of buffered deletes. */
+		uint64_t deleted = 0;
+		char why[256];
+		if (store_memcached_check(server, 1000, why, sizeof(why)) < 0)
+			fprintf(stderr, PROG ": could not free the program's pages: %s\n", why);
+		else if (store_memcached_free_namespace(server, name, 2000, &deleted) < 0)
+			fprintf(stderr, PROG ": could not free the program's pages on memcached %s\n",
+				server);
 	} else if (sdrsa_client_connect(&cc, &cl) == 0) {
 		uint64_t freed = 0;
 		if (sdrsa_free_all(cl, &freed) < 0)

@@ -90,5 +90,11 @@ int store_memcached_new(const char *servers, const char *ns, int timeout_ms, int
 /* Ask every server of the list for its version: 0, or -errno with a one-line
  * reason in why. For rsa-app's check before it starts the program. */
 int store_memcached_check(const char *servers, int timeout_ms, char *why, size_t whylen);
+/* After the programs of a namespace are gone (rsa-app, also after a crash):
+ * delete every page whose key is in a range the stores of that namespace
+ * recorded (with SDRSA_FREE_AT_EXIT=0), and the records. *deleted gets the
+ * number of deletes sent. 0 or -errno. */
+int store_memcached_free_namespace(const char *servers, const char *ns, int timeout_ms,
+				   uint64_t *deleted);
 
 #endif

@@ -35,6 +35,18 @@
  * make old pages unreachable at once, but would leave them taking memcached
  * memory until its LRU pushes them out.)
  *
+ * Under rsa-app (SDRSA_FREE_AT_EXIT=0) the program's pages are freed by
+ * rsa-app after the program is gone, also after a crash, when no store is
+ * left to remember its keys. So such a store keeps a record on the fleet:
+ * it takes a slot number from the counter item "<namespace>:procs" (an
+ * atomic increment) and writes the range of keys it uses to
+ * "<namespace>:proc:<slot>" ("LO HI" in hex, HI ahead by 1024 pages, so it
+ * is rewritten once per 1024 new keys; engine keys are dense: a counter
+ * under a per-process prefix). store_memcached_free_namespace() reads the
+ * records and deletes every key of every range. Neither name is a hex
+ * number, so they never meet a page's key. If memcached evicts a record,
+ * that process's pages stay until memcached's LRU drops them.
+ *
  * Connection errors (a server down or silent longer than the timeout) are
  * retried with backoff (50 ms doubling to 500 ms) for retry_ms, then the
  * operation fails and the engine stops the program. A memcached that comes
@@ -91,6 +103,10 @@ struct store_mc {
 	struct store base;
 	memcached_st *m;        /* NULL in a fork child until first use */
 	memcached_st *parent_m; /* a fork child: the parent's handle, never used */
+	memcached_st *meta;     /* replies on, unbuffered: the key-range record */
+	int keep_record;        /* rsa-app frees the namespace: keep the record */
+	uint64_t slot;          /* our "<ns>:proc:<slot>"; 0: none (yet) */
+	uint64_t rec_lo, rec_hi; /* range written there */
 	char *servers;          /* "h1:p1,h2:p2", as given */
 	char ns[MC_NS_MAX + 1];
 	size_t nslen;
@@ -337,6 +353,28 @@ static int errno_of(memcached_return_t rc)
 	}
 }
 
+/*
+ * After a connection failure, start over with fresh connections: a clone of
+ * the handle (same servers and settings, none of the state). libmemcached
+ * keeps counts of replies due and buffered bytes per server, and going on
+ * with a server reset in the middle of a buffered write can end in one of
+ * its assertions (seen with a memcached stopped by SIGSTOP) instead of an
+ * error. Freeing the old handle sends QUIT where a connection is still up.
+ */
+static void reset_handle(struct store_mc *s)
+{
+	memcached_st *fresh = memcached_clone(NULL, s->m);
+	if (!fresh)
+		return; /* keep the old one: the retry fails and is reported */
+	if (s->have_result)
+		memcached_result_free(&s->result);
+	s->have_result = 0;
+	memcached_free(s->m);
+	s->m = fresh;
+	if (memcached_result_create(s->m, &s->result))
+		s->have_result = 1;
+}
+
 /* Backoff before retrying after a connection failure; 0 to retry, else the
  * error to report (retry_ms spent). */
 static int backoff(struct store_mc *s, uint64_t *t0, int *delay, int err)
@@ -344,7 +382,8 @@ static int backoff(struct store_mc *s, uint64_t *t0, int *delay, int err)
 	uint64_t now = sdrsa_now_ms();
 	if (!*t0)
 		*t0 = now;
-	if (now - *t0 >= (uint64_t)s->retry_ms)
+	reset_handle(s);
+	if (now - *t0 >= (uint64_t)s->retry_ms || !s->have_result)
 		return err;
 	s->base.retries++;
 	sleep_ms(*delay);
@@ -506,6 +545,50 @@ static int mc_get_many(struct store *st, const uint64_t *keys, void *const *page
 	return mc_get_stream(st, keys, pages, n, NULL, NULL);
 }
 
+/* Keep "<ns>:proc:<slot>" covering the keys stored (see the top). Best
+ * effort: a failure only means rsa-app may not free those pages after a
+ * crash. */
+#define RECORD_AHEAD (1024ull * PAGE)
+
+static void record_range(struct store_mc *s, const uint64_t *keys, size_t n)
+{
+	uint64_t lo = s->rec_lo, hi = s->rec_hi;
+	for (size_t i = 0; i < n; i++) {
+		if (s->state[i] != DONE)
+			continue;
+		if (!lo || keys[i] < lo)
+			lo = keys[i];
+		if (keys[i] > hi)
+			hi = keys[i] + RECORD_AHEAD;
+	}
+	if (lo == s->rec_lo && hi == s->rec_hi)
+		return;
+	char k[MC_KEY_MAX], v[48];
+	if (!s->meta) {
+		s->meta = memcached_clone(NULL, s->m);
+		if (!s->meta)
+			return;
+		memcached_behavior_set(s->meta, MEMCACHED_BEHAVIOR_NOREPLY, 0);
+		memcached_behavior_set(s->meta, MEMCACHED_BEHAVIOR_BUFFER_REQUESTS, 0);
+	}
+	if (!s->slot) {
+		int kl = snprintf(k, sizeof(k), "%s:procs", s->ns);
+		uint64_t slot = 0;
+		if (memcached_increment_with_initial(s->meta, k, (size_t)kl, 1, 1, 0, &slot) !=
+			    MEMCACHED_SUCCESS ||
+		    !slot)
+			return;
+		s->slot = slot;
+	}
+	int kl = snprintf(k, sizeof(k), "%s:proc:%llu", s->ns, (unsigned long long)s->slot);
+	int vl = snprintf(v, sizeof(v), "%llx %llx", (unsigned long long)lo,
+			  (unsigned long long)hi);
+	if (memcached_set(s->meta, k, (size_t)kl, v, (size_t)vl, 0, 0) == MEMCACHED_SUCCESS) {
+		s->rec_lo = lo;
+		s->rec_hi = hi;
+	}
+}
+
 /* Send the pages whose result is still to be decided as quiet SETs, then read
  * them back. results[i]: 0 stored, -ENOSPC refused; a connection error is
  * retried here until retry_ms is spent. */
@@ -536,13 +619,14 @@ static int mc_put_many(struct store *st, const uint64_t *keys, const void *const
 			size_t kl = key_text(s, keys[i], kt);
 			memcached_return_t rc =
 				memcached_set(s->m, kt, kl, (const char *)s->value, MC_VALUE, 0, 0);
-			if (rc != MEMCACHED_SUCCESS && rc != MEMCACHED_BUFFERED && !conn)
+			if (rc != MEMCACHED_SUCCESS && rc != MEMCACHED_BUFFERED) {
 				conn = errno_of(rc);
+				break; /* the rest after the reset */
+			}
 		}
 		/* Read back what was sent (this also flushes the buffered SETs). */
-		int c2 = mget_once(s, keys, (void *const *)pages, s->sums, n, NULL, NULL);
 		if (!conn)
-			conn = c2;
+			conn = mget_once(s, keys, (void *const *)pages, s->sums, n, NULL, NULL);
 		if (conn) {
 			/* Send again whatever was not confirmed. */
 			for (size_t i = 0; i < n; i++)
@@ -573,6 +657,8 @@ static int mc_put_many(struct store *st, const uint64_t *keys, const void *const
 			}
 			return first;
 		}
+		if (s->keep_record)
+			record_range(s, keys, n);
 		int first = 0;
 		for (size_t i = 0; i < n; i++) {
 			/* Absent or another version after the SET: memcached
@@ -591,6 +677,23 @@ static int mc_put_many(struct store *st, const uint64_t *keys, const void *const
 	}
 }
 
+/* Read every reply still due on every server (a multi-get does that
+ * before it sends its own request): the deletes sent before are done when
+ * this returns. */
+static memcached_return_t drain(memcached_st *m, const char *ns)
+{
+	char k[MC_KEY_MAX];
+	const char *kp = k;
+	size_t kl = (size_t)snprintf(k, sizeof(k), "%s:sync", ns);
+	memcached_return_t rc = memcached_mget(m, &kp, &kl, 1);
+	if (rc != MEMCACHED_SUCCESS)
+		return rc;
+	memcached_result_st *res;
+	while ((res = memcached_fetch_result(m, NULL, &rc)))
+		memcached_result_free(res);
+	return rc == MEMCACHED_END || rc == MEMCACHED_NOTFOUND ? MEMCACHED_SUCCESS : rc;
+}
+
 static int mc_free_keys(struct store *st, const uint64_t *keys, size_t n)
 {
 	struct store_mc *s = (struct store_mc *)st;
@@ -601,14 +704,28 @@ static int mc_free_keys(struct store *st, const uint64_t *keys, size_t n)
 	int delay = 50;
 	for (;;) {
 		memcached_return_t bad = MEMCACHED_SUCCESS;
+		/* DELETEs with replies, still buffered: a quiet DELETE of a key
+		 * memcached no longer has (evicted) is answered with an error
+		 * that libmemcached would take for the answer to the next
+		 * request. Counted replies are read and dropped by libmemcached
+		 * as they pile up, and all of them by drain(): the pages are
+		 * gone when this returns (they go on the same connections as
+		 * later SETs anyway, so a recycled key's new page is never hit
+		 * by its old delete). */
+		memcached_behavior_set(s->m, MEMCACHED_BEHAVIOR_NOREPLY, 0);
 		for (size_t i = 0; i < n; i++) {
 			char kt[MC_KEY_MAX];
 			size_t kl = key_text(s, keys[i], kt);
 			memcached_return_t rc = memcached_delete(s->m, kt, kl, 0);
-			if (is_conn_rc(rc) && bad == MEMCACHED_SUCCESS)
+			if (is_conn_rc(rc)) {
 				bad = rc;
+				break; /* all again after the reset */
+			}
 		}
-		memcached_return_t rc = memcached_flush_buffers(s->m);
+		memcached_behavior_set(s->m, MEMCACHED_BEHAVIOR_NOREPLY, 1);
+		memcached_return_t rc = bad ? bad : memcached_flush_buffers(s->m);
+		if (rc == MEMCACHED_SUCCESS)
+			rc = drain(s->m, s->ns);
 		if (bad == MEMCACHED_SUCCESS && is_conn_rc(rc))
 			bad = rc;
 		if (bad == MEMCACHED_SUCCESS) {
@@ -653,6 +770,8 @@ static void mc_destroy(struct store *st)
 		memcached_result_free(&s->result);
 	if (s->m)
 		memcached_free(s->m);
+	if (s->meta)
+		memcached_free(s->meta);
 	free(s->servers);
 	free(s->keytxt);
 	free(s->keyp);
@@ -672,6 +791,8 @@ static void mc_fork_child(struct store *st)
 		return;
 	s->parent_m = s->m; /* its sockets are the parent's: never used nor freed */
 	s->m = NULL;
+	s->meta = NULL; /* the parent's too; the child stores nothing */
+	s->keep_record = 0;
 	/* The result buffer belongs to the parent's handle's allocator; a
 	 * fresh one is made on the clone's first use. */
 	s->have_result = 0;
@@ -760,6 +881,7 @@ int store_memcached_check(const char *servers, int timeout_ms, char *why, size_t
 			snprintf(why, whylen, "memcached %s:%u: %s", memcached_server_name(in),
 				 (unsigned)memcached_server_port(in),
 				 rc == MEMCACHED_HOST_LOOKUP_FAILURE ? "unknown host"
+				 : rc == MEMCACHED_TIMEOUT	       ? "no answer in time"
 				 : en				     ? strerror(en)
 								     : memcached_strerror(one, rc));
 			r = errno_of(rc);
@@ -803,8 +925,82 @@ int store_memcached_new(const char *servers, const char *ns, int timeout_ms, int
 	}
 	s->nslen = strlen(ns);
 	memcpy(s->ns, ns, s->nslen);
+	const char *fae = getenv("SDRSA_FREE_AT_EXIT");
+	s->keep_record = fae && !strcmp(fae, "0");
 	s->ns_seed = XXH3_64bits(ns, s->nslen);
 	s->base.ops = &mc_ops;
 	*ret = &s->base;
 	return 0;
+}
+
+int store_memcached_free_namespace(const char *servers, const char *ns, int timeout_ms,
+				   uint64_t *deleted)
+{
+	if (!servers || !ns || !*ns || strlen(ns) > MC_NS_MAX)
+		return -EINVAL;
+	int err = 0;
+	memcached_st *bulk = mc_handle(servers, timeout_ms > 0 ? timeout_ms : 3000, &err);
+	if (!bulk)
+		return err;
+	memcached_st *meta = memcached_clone(NULL, bulk);
+	if (!meta) {
+		memcached_free(bulk);
+		return -ENOMEM;
+	}
+	memcached_behavior_set(meta, MEMCACHED_BEHAVIOR_NOREPLY, 0);
+	memcached_behavior_set(meta, MEMCACHED_BEHAVIOR_BUFFER_REQUESTS, 0);
+	/* Buffered DELETEs with replies (see mc_free_keys). */
+	memcached_behavior_set(bulk, MEMCACHED_BEHAVIOR_NOREPLY, 0);
+	char k[MC_KEY_MAX];
+	size_t vl;
+	uint32_t fl;
+	memcached_return_t rc;
+	uint64_t n = 0;
+	int kl = snprintf(k, sizeof(k), "%s:procs", ns);
+	char *v = memcached_get(meta, k, (size_t)kl, &vl, &fl, &rc);
+	uint64_t slots = v ? strtoull(v, NULL, 10) : 0;
+	free(v);
+	int r = rc == MEMCACHED_SUCCESS || rc == MEMCACHED_NOTFOUND ? 0 : errno_of(rc);
+	for (uint64_t slot = 1; slot <= slots && r == 0; slot++) {
+		kl = snprintf(k, sizeof(k), "%s:proc:%llu", ns, (unsigned long long)slot);
+		v = memcached_get(meta, k, (size_t)kl, &vl, &fl, &rc);
+		unsigned long long lo = 0, hi = 0;
+		char buf[64];
+		if (v && vl < sizeof(buf)) {
+			memcpy(buf, v, vl);
+			buf[vl] = 0;
+			if (sscanf(buf, "%llx %llx", &lo, &hi) != 2 || hi < lo ||
+			    hi - lo > (1ull << 42))
+				lo = hi = 0; /* not ours: leave it */
+		}
+		free(v);
+		for (uint64_t key = lo; lo && key <= hi; key += PAGE) {
+			char pk[MC_KEY_MAX];
+			int pl = snprintf(pk, sizeof(pk), "%s:%llx", ns, (unsigned long long)key);
+			rc = memcached_delete(bulk, pk, (size_t)pl, 0);
+			if (is_conn_rc(rc)) {
+				r = errno_of(rc); /* stop: see reset_handle() */
+				break;
+			}
+			n++;
+		}
+		if (r == 0)
+			(void)memcached_delete(bulk, k, (size_t)kl, 0);
+	}
+	kl = snprintf(k, sizeof(k), "%s:procs", ns);
+	if (r == 0) {
+		(void)memcached_delete(bulk, k, (size_t)kl, 0);
+		rc = memcached_flush_buffers(bulk);
+		if (is_conn_rc(rc))
+			r = errno_of(rc);
+	}
+	/* A multi-get first reads every reply still due on every server:
+	 * when it is done, so are the deletes. */
+	if (r == 0 && (rc = drain(bulk, ns)) != MEMCACHED_SUCCESS)
+		r = errno_of(rc);
+	memcached_free(meta);
+	memcached_free(bulk);
+	if (r == 0 && deleted)
+		*deleted = n;
+	return r;
 }
