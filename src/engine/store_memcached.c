@@ -394,9 +394,11 @@ static int backoff(struct store_mc *s, uint64_t *t0, int *delay, int err)
 /*
  * One multi-get of the pages whose state is WANT. Pages that arrive intact
  * go to pages[i] and become DONE (and are handed to arrived(), if given).
- * Returns 0 when the servers answered (pages may still be missing), or the
- * connection error (as -errno) after which the WANT ones may be retried.
- * *bad counts pages that came back with a wrong checksum or shape.
+ * A page that came back with a wrong size, header or checksum becomes BAD;
+ * with `expect` (the read-back of a put) so does one that is not the version
+ * just stored. Returns 0 when the servers answered (pages may still be
+ * missing), or the connection error (as -errno) after which the WANT ones
+ * may be retried.
  */
 enum { WANT = 0, DONE, BAD };
 
