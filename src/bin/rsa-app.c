@@ -363,10 +363,11 @@ int main(int argc, char **argv)
 	/* The servers must answer before the program starts. */
 	if (memcached) {
 		char why[256];
-		r = store_memcached_check(server, 3000, why, sizeof(why));
+		r = store_memcached_check(server, 3000, 1, why, sizeof(why));
 		if (r < 0) {
-			fprintf(stderr, PROG ": cannot reach %s: %s\n",
-				r == -EINVAL ? "--server" : "memcached", why);
+			fprintf(stderr, PROG ": %s: %s\n",
+				r == -EMSGSIZE ? "cannot use memcached" : "cannot reach memcached",
+				why);
 			return 1;
 		}
 	}
@@ -448,7 +449,7 @@ int main(int argc, char **argv)
 		 * that stops answering in the middle of buffered deletes. */
 		uint64_t deleted = 0;
 		char why[256];
-		if (store_memcached_check(server, 1000, why, sizeof(why)) < 0)
+		if (store_memcached_check(server, 1000, 0, why, sizeof(why)) < 0)
 			fprintf(stderr, PROG ": could not free the program's pages: %s\n", why);
 		else if (store_memcached_free_namespace(server, name, 2000, &deleted) < 0)
 			fprintf(stderr, PROG ": could not free the program's pages on memcached %s\n",

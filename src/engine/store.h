@@ -87,9 +87,12 @@ int store_sdrsa_new(const struct sdrsa_client_config *cfg, int retry_ms, struct 
  * (libmemcached's list syntax); ns: the key prefix, unique per engine. */
 int store_memcached_new(const char *servers, const char *ns, int timeout_ms, int retry_ms,
 			struct store **ret);
-/* Ask every server of the list for its version: 0, or -errno with a one-line
- * reason in why. For rsa-app's check before it starts the program. */
-int store_memcached_check(const char *servers, int timeout_ms, char *why, size_t whylen);
+/* Ask every server of the list for its version (and with check_size, store
+ * and delete an item of a page's size): 0, or -errno with a one-line reason
+ * in why (-EMSGSIZE: a server's item size limit is below a page). For
+ * rsa-app's checks before it starts the program and before it frees. */
+int store_memcached_check(const char *servers, int timeout_ms, int check_size, char *why,
+			  size_t whylen);
 /* After the programs of a namespace are gone (rsa-app, also after a crash):
  * delete every page whose key is in a range the stores of that namespace
  * recorded (with SDRSA_FREE_AT_EXIT=0), and the records. *deleted gets the

@@ -68,6 +68,7 @@
  */
 #include <errno.h>
 #include <stdarg.h>
+#include <unistd.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -848,7 +849,8 @@ static memcached_st *mc_handle(const char *servers, int timeout_ms, int *err)
 	return m;
 }
 
-int store_memcached_check(const char *servers, int timeout_ms, char *why, size_t whylen)
+int store_memcached_check(const char *servers, int timeout_ms, int check_size, char *why,
+			  size_t whylen)
 {
 	int err = 0;
 	memcached_st *m = mc_handle(servers, timeout_ms > 0 ? timeout_ms : 3000, &err);
@@ -876,6 +878,29 @@ int store_memcached_check(const char *servers, int timeout_ms, char *why, size_t
 							     memcached_server_port(in));
 		if (rc == MEMCACHED_SUCCESS)
 			rc = memcached_version(one);
+		if (rc == MEMCACHED_SUCCESS && check_size) {
+			/* An item of a page's size, stored and deleted: a memcached
+			 * whose item size limit (-I) is below it would refuse every
+			 * page. (Out of memory is fine: pages then stay local.) */
+			char k[64], v[MC_VALUE];
+			memset(v, 0, sizeof(v));
+			int kl = snprintf(k, sizeof(k), "sdrsa-size-check:%d", (int)getpid());
+			memcached_return_t src = memcached_set(one, k, (size_t)kl, v, sizeof(v), 0, 0);
+			if (src == MEMCACHED_E2BIG) {
+				snprintf(why, whylen,
+					 "memcached %s:%u refuses items of %u bytes (a page and its "
+					 "header): raise its item size limit (-I)",
+					 memcached_server_name(in), (unsigned)memcached_server_port(in),
+					 MC_VALUE);
+				r = -EMSGSIZE;
+			} else if (src == MEMCACHED_SUCCESS) {
+				(void)memcached_delete(one, k, (size_t)kl, 0);
+			}
+			if (r < 0) {
+				memcached_free(one);
+				break;
+			}
+		}
 		if (rc != MEMCACHED_SUCCESS) {
 			int en = memcached_last_error_errno(one);
 			if (memcached_last_error(one) != MEMCACHED_SUCCESS)
@@ -918,7 +943,7 @@ int store_memcached_new(const char *servers, const char *ns, int timeout_ms, int
 	/* Every server must answer now, as a memory server must: a mistake is
 	 * one line at the start, not a failure at the first eviction. */
 	char why[256];
-	int r = store_memcached_check(servers, s->timeout_ms, why, sizeof(why));
+	int r = store_memcached_check(servers, s->timeout_ms, 1, why, sizeof(why));
 	if (r < 0) {
 		memcached_free(s->m);
 		free(s->servers);

@@ -209,14 +209,19 @@ grep -q "refused pages (pool full)" "$T/full.err" || fail "-M: no warning: $(cat
 grep -q '"store_refusals":[1-9]' "$T/full.json" || fail "-M: no refusals counted: $(cat "$T/full.json")"
 ok "memcached out of memory: pages kept local ($(grep refused "$T/full.err" | head -n 1))"
 
-# --- items too large for this memcached (-I 2k): refused the same way
+# --- a memcached whose item size limit is below a page (-I 2k): one line
+# before the program runs, from rsa-app and from the engine itself
 start_mc -m 64 -I 2k -o slab_chunk_max=1024; IP=$MPORT
-"$APP" run --backend memcached --server "127.0.0.1:$IP" --local 4M -- "$WORK" once 8192 \
-	>"$T/big.out" 2>"$T/big.err" || fail "-I 2k: $(cat "$T/big.err")"
-grep -q "ok 8192 pages" "$T/big.out" || fail "-I 2k: $(cat "$T/big.out")"
-grep -q "refused pages" "$T/big.err" || fail "-I 2k: no warning: $(cat "$T/big.err")"
-[ "$(mc_stat "$IP" curr_items)" -eq 0 ] || fail "-I 2k: items stored"
-ok "items too large for memcached: pages kept local"
+"$APP" run --backend memcached --server "127.0.0.1:$P1" --server "127.0.0.1:$IP" --local 4M -- \
+	sh -c "touch $T/ran" 2>"$T/big.err"; rc=$?
+[ $rc -eq 1 ] || fail "-I 2k: exit $rc: $(cat "$T/big.err")"
+[ ! -e "$T/ran" ] || fail "-I 2k: the program ran"
+grep -q "cannot use memcached: memcached 127.0.0.1:$IP refuses items of 4120 bytes" "$T/big.err" ||
+	fail "-I 2k: $(cat "$T/big.err")"
+LD_PRELOAD=$PRELOAD SDRSA_BACKEND=memcached SDRSA_SERVER=127.0.0.1:$IP SDRSA_LOCAL=4194304 \
+	"$WORK" once 16 >"$T/big2.out" 2>"$T/big2.err"; rc=$?
+[ $rc -eq 1 ] && [ ! -s "$T/big2.out" ] || fail "-I 2k, engine start: exit $rc: $(cat "$T/big2.err")"
+ok "item size limit below a page: refused at start ($(cat "$T/big.err"))"
 
 # --- the preload without rsa-app, memcached not there: the engine refuses
 # to start, one line, before the program runs
