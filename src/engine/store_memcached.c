@@ -30,8 +30,8 @@
  * arrive. Frees: quiet DELETEs, flushed once per batch.
  *
  * free_all: memcached cannot list or drop a prefix, so the store remembers
- * every key it stored (an open-addressing set, 16 bytes per stored page at
- * most half full) and deletes them. (A generation number in the prefix would
+ * every key it stored (an open-addressing set of 8-byte keys, a quarter to
+ * half full: 16 to 32 bytes per stored page) and deletes them. (A generation number in the prefix would
  * make old pages unreachable at once, but would leave them taking memcached
  * memory until its LRU pushes them out.)
  *
