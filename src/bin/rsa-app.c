@@ -308,6 +308,14 @@ int main(int argc, char **argv)
 		if (keyfile)
 			return bad("--key-file: memcached has no client keys (%s)",
 				   "use it with memory servers");
+		/* The name prefixes memcached keys: no spaces, controls, at most
+		 * 182 bytes (store_memcached.c). */
+		for (const char *p = name ? name : ""; *p; p++)
+			if ((unsigned char)*p <= ' ' || *p == 0x7f)
+				return bad("--name: no spaces or control characters (%s)",
+					   "it prefixes memcached keys");
+		if (name && strlen(name) > 182)
+			return bad("--name: at most 182 bytes (%s)", "it prefixes memcached keys");
 	} else if (nservers > 1) {
 		return bad("one --server for a memory server (%s)",
 			   "several are for --backend memcached");

@@ -108,6 +108,9 @@ fi
 	fail "two --server without memcached: $rc $(cat "$T/err")"
 "$APP" run --server 127.0.0.1:99999 --backend memcached --local 16M -- true 2>"$T/err"; rc=$?
 [ $rc -eq 2 ] && grep -q "a memcached is HOST:PORT" "$T/err" || fail "bad port: $rc $(cat "$T/err")"
+"$APP" run --server "127.0.0.1:$P1" --backend memcached --name "a b" --local 16M -- true \
+	2>"$T/err"; rc=$?
+[ $rc -eq 2 ] && grep -q "no spaces" "$T/err" || fail "--name with a space: $rc $(cat "$T/err")"
 echo "x" >"$T/keys"
 "$APP" run --backend memcached --server "127.0.0.1:$P1" --key-file "$T/keys" --local 16M -- true \
 	2>"$T/err"; rc=$?
