@@ -9,7 +9,9 @@
 #   libsodium-dev    challenge-response auth (HMAC-SHA256, constant-time compare, CSPRNG)
 #   libxxhash-dev    end-to-end page checksum (XXH3-64: ~30 GB/s, far below wire cost)
 #   libcmocka-dev    unit tests
-#   memcached, redis-server, libmemcached-dev, libhiredis-dev   peers compared in bench/
+#   memcached, redis-server, libmemcached-dev, libhiredis-dev   peers compared in bench/;
+#                    libmemcached-dev also builds the engine's memcached backend, and the
+#                    memcached daemon is what tests/engine/test_memcached.sh runs it on
 #   iproute2, procps                  tests make network namespaces, inspect processes
 #   qemu-system-x86, busybox-static, cpio   the guest of tests/vm (guest/build.sh)
 #   libxen-dev       the Xen backend of the VM agent, compiled (not run: no Xen here)

@@ -51,8 +51,14 @@ enum sdrsa_engine_policy {
 	SDRSA_POLICY_FIFO = 1,  /* evict in fault order (baseline, for comparison) */
 };
 
+enum sdrsa_engine_backend {
+	SDRSA_BACKEND_SDRSA = 0,     /* memory servers (default) */
+	SDRSA_BACKEND_MEMCACHED = 1, /* a memcached fleet: docs/MEMCACHED.md */
+};
+
 struct sdrsa_engine_config {
-	/* Memory server: as sdrsa_client_config.address. Required. */
+	/* Memory server: as sdrsa_client_config.address. Required. With
+	 * SDRSA_BACKEND_MEMCACHED: the memcached servers, "HOST:PORT,...". */
 	const char *server;
 	/* Namespace on the server. NULL: "sdrsa-<hostname>-<pid>". Pages of a
 	 * namespace belong to one engine: two live engines must not share one. */
@@ -79,6 +85,9 @@ struct sdrsa_engine_config {
 	 * activity before sleeping, in us: saves a wake-up per fault for a
 	 * program that faults often. 0: 50; negative: never spin. */
 	int spin_us;
+	/* Where pages go. With memcached, `name` is the key prefix and `key`
+	 * is not used (memcached has no client authentication here). */
+	enum sdrsa_engine_backend backend;
 };
 
 /* Connect to the server and start the engine. Returns 0, -ENOSYS (no

@@ -38,6 +38,7 @@
 #include <sdrsa/client.h>
 
 #include "common/util.h"
+#include "engine/store.h"
 #include "vm/vm_cli.h"
 
 #define PROG "rsa-app"
@@ -57,7 +58,13 @@ static void usage(FILE *f)
 		"the rest lives on the memory server at ADDR and comes back when touched.\n"
 		"\n"
 		"Options:\n"
-		"  -s, --server ADDR         memory server: HOST:PORT, HOST, unix:PATH\n"
+		"  -s, --server ADDR         memory server: HOST:PORT, HOST, unix:PATH; with\n"
+		"                            --backend memcached a memcached HOST:PORT, repeated\n"
+		"                            for each server of the fleet\n"
+		"      --backend KIND        where pages go: sdrsa (memory servers, default) or\n"
+		"                            memcached (an existing fleet: no quotas, no client\n"
+		"                            authentication; a page memcached evicted or lost\n"
+		"                            stops the program; docs/MEMCACHED.md)\n"
 		"  -l, --local SIZE|PCT%%     local budget: 256M, 2G, or a percentage of this\n"
 		"                            machine's RAM such as 25%%; at least 256K\n"
 		"  -t, --threshold SIZE      manage mappings and malloc blocks of at least SIZE\n"
@@ -174,7 +181,8 @@ static void set_env_u64(const char *name, uint64_t v)
 
 int main(int argc, char **argv)
 {
-	enum { O_PREFETCH = 256, O_POLICY, O_STATS, O_INTERVAL, O_JSON, O_NAME, O_RETRY, O_TIMEOUT };
+	enum { O_PREFETCH = 256, O_POLICY, O_STATS, O_INTERVAL, O_JSON, O_NAME, O_RETRY, O_TIMEOUT,
+	       O_BACKEND };
 	static const struct option opts[] = {
 		{"server", required_argument, NULL, 's'},
 		{"local", required_argument, NULL, 'l'},
@@ -188,6 +196,7 @@ int main(int argc, char **argv)
 		{"key-file", required_argument, NULL, 'k'},
 		{"retry", required_argument, NULL, O_RETRY},
 		{"timeout", required_argument, NULL, O_TIMEOUT},
+		{"backend", required_argument, NULL, O_BACKEND},
 		{"help", no_argument, NULL, 'h'},
 		{NULL, 0, NULL, 0},
 	};
@@ -212,11 +221,26 @@ int main(int argc, char **argv)
 	const char *policy = "clock";
 	uint64_t threshold = 1u << 20, interval = 0, retry = 10000, budget = 0, timeout = 5000;
 	int prefetch = 1, stats = 0, c;
+	/* --backend memcached: every --server, joined as "H:P,H:P" */
+	int memcached = 0, nservers = 0;
+	char mcservers[4096] = "";
 	optind = 2;
 	while ((c = getopt_long(argc, argv, "+s:l:t:k:h", opts, NULL)) != -1) {
 		switch (c) {
 		case 's':
 			server = optarg;
+			if (strchr(optarg, ','))
+				return bad("--server %s: one address per --server", optarg);
+			if (strlen(mcservers) + strlen(optarg) + 2 > sizeof(mcservers))
+				return bad("--server: too many servers");
+			if (nservers++)
+				strcat(mcservers, ",");
+			strcat(mcservers, optarg);
+			break;
+		case O_BACKEND:
+			if (strcmp(optarg, "sdrsa") && strcmp(optarg, "memcached"))
+				return bad("--backend %s: use sdrsa or memcached", optarg);
+			memcached = !strcmp(optarg, "memcached");
 			break;
 		case 'l':
 			local = optarg;
@@ -271,6 +295,31 @@ int main(int argc, char **argv)
 	}
 	if (!server)
 		return bad("missing %s", "--server ADDR");
+	if (memcached) {
+		server = mcservers;
+		for (char *a = mcservers; *a;) {
+			size_t n = strcspn(a, ",");
+			char *colon = memrchr(a, ':', n), *end = NULL;
+			unsigned long port = colon ? strtoul(colon + 1, &end, 10) : 0;
+			if (!colon || colon == a || end != a + n || !port || port > 65535)
+				return bad("--server %.*s: a memcached is HOST:PORT", (int)n, a);
+			a += n + (a[n] == ',');
+		}
+		if (keyfile)
+			return bad("--key-file: memcached has no client keys (%s)",
+				   "use it with memory servers");
+		/* The name prefixes memcached keys: no spaces, controls, at most
+		 * 182 bytes (store_memcached.c). */
+		for (const char *p = name ? name : ""; *p; p++)
+			if ((unsigned char)*p <= ' ' || *p == 0x7f)
+				return bad("--name: no spaces or control characters (%s)",
+					   "it prefixes memcached keys");
+		if (name && strlen(name) > 182)
+			return bad("--name: at most 182 bytes (%s)", "it prefixes memcached keys");
+	} else if (nservers > 1) {
+		return bad("one --server for a memory server (%s)",
+			   "several are for --backend memcached");
+	}
 	if (!local)
 		return bad("missing %s", "--local SIZE");
 	int r = parse_local(local, &budget);
@@ -319,15 +368,25 @@ int main(int argc, char **argv)
 	}
 	close(ufd);
 
-	/* The server must answer before the program starts. */
+	/* The servers must answer before the program starts. */
+	if (memcached) {
+		char why[256];
+		r = store_memcached_check(server, 3000, 1, why, sizeof(why));
+		if (r < 0) {
+			fprintf(stderr, PROG ": %s: %s\n",
+				r == -EMSGSIZE ? "cannot use memcached" : "cannot reach memcached",
+				why);
+			return 1;
+		}
+	}
 	struct sdrsa_client_config cc = {
 		.address = server,
 		.name = name,
 		.key = keyfile ? key : NULL,
 		.timeout_ms = 3000,
 	};
-	struct sdrsa_client *cl;
-	r = sdrsa_client_connect(&cc, &cl);
+	struct sdrsa_client *cl = NULL;
+	r = memcached ? 0 : sdrsa_client_connect(&cc, &cl);
 	if (r < 0) {
 		fprintf(stderr, PROG ": cannot reach memory server %s: %s\n", server, strerror(-r));
 		return 1;
@@ -350,8 +409,11 @@ int main(int argc, char **argv)
 		setenv("SDRSA_POLICY", policy, 1);
 		set_env_u64("SDRSA_RETRY_MS", retry);
 		set_env_u64("SDRSA_TIMEOUT_MS", timeout);
-		/* rsa-app frees the namespace once the program is gone. */
+		/* rsa-app frees the namespace once the program is gone (on
+		 * memcached through the key ranges the engines record there). */
 		setenv("SDRSA_FREE_AT_EXIT", "0", 1);
+		if (memcached)
+			setenv("SDRSA_BACKEND", "memcached", 1);
 		if (stats)
 			setenv("SDRSA_STATS", "1", 1);
 		if (interval)
@@ -390,7 +452,17 @@ int main(int argc, char **argv)
 
 	/* The program is gone: free whatever it left on the server. */
 	cc.timeout_ms = 2000;
-	if (sdrsa_client_connect(&cc, &cl) == 0) {
+	if (memcached) {
+		/* Every server must answer first: libmemcached can trip on one
+		 * that stops answering in the middle of buffered deletes. */
+		uint64_t deleted = 0;
+		char why[256];
+		if (store_memcached_check(server, 1000, 0, why, sizeof(why)) < 0)
+			fprintf(stderr, PROG ": could not free the program's pages: %s\n", why);
+		else if (store_memcached_free_namespace(server, name, 2000, &deleted) < 0)
+			fprintf(stderr, PROG ": could not free the program's pages on memcached %s\n",
+				server);
+	} else if (sdrsa_client_connect(&cc, &cl) == 0) {
 		uint64_t freed = 0;
 		if (sdrsa_free_all(cl, &freed) < 0)
 			fprintf(stderr, PROG ": could not free the program's pages on %s\n", server);

@@ -254,7 +254,7 @@ static void elog(struct sdrsa_engine *e, int level, const char *fmt, ...)
 void engine_default_fatal(void *userdata, const char *msg)
 {
 	(void)userdata;
-	char line[512];
+	char line[640];
 	int n = snprintf(line, sizeof(line), "sdrsa: %s; stopping the program (SIGBUS)\n", msg);
 	if (n > 0 && write(2, line, MIN((size_t)n, sizeof(line) - 1)) < 0) {
 		/* nothing more we can do */
@@ -273,7 +273,7 @@ static void engine_fatal(struct sdrsa_engine *e, const char *fmt, ...)
 	__attribute__((format(printf, 2, 3)));
 static void engine_fatal(struct sdrsa_engine *e, const char *fmt, ...)
 {
-	char msg[256];
+	char msg[512];
 	va_list ap;
 	va_start(ap, fmt);
 	vsnprintf(msg, sizeof(msg), fmt, ap);
@@ -743,9 +743,10 @@ static ssize_t evict_some(struct sdrsa_engine *e, size_t n)
 				refused++;
 				refusal = res[j];
 			} else if (res[j] < 0) {
-				engine_fatal(e, "cannot store %zu pages on memory server %s: %s",
+				engine_fatal(e, "cannot store %zu pages on memory server %s: %s%s%s",
 					     nput, e->server ? e->server : "(test store)",
-					     strerror(-res[j]));
+					     strerror(-res[j]), e->store->why ? ": " : "",
+					     e->store->why ? e->store->why : "");
 				return -EIO;
 			}
 		}
@@ -1108,9 +1109,10 @@ static int fault_remote(struct sdrsa_engine *e, struct pent *p, uint64_t addr, i
 		f->wr = 1;
 	int r = e->store->ops->get_stream(e->store, keys, f->bufs, n, fetch_arrived, f);
 	if (r < 0 && f->r0 == 1) {
-		engine_fatal(e, "cannot fetch page %#llx from memory server %s: %s",
+		engine_fatal(e, "cannot fetch page %#llx from memory server %s: %s%s%s",
 			     (unsigned long long)addr, e->server ? e->server : "(test store)",
-			     strerror(-r));
+			     strerror(-r), e->store->why ? ": " : "",
+			     e->store->why ? e->store->why : "");
 		return -EIO;
 	}
 	/* A prefetched page that did not come stays REMOTE. */
@@ -1741,10 +1743,17 @@ int sdrsa_engine_new(const struct sdrsa_engine_config *cfg, struct sdrsa_engine 
 		.log_userdata = cfg->log_userdata,
 	};
 	struct store *s;
-	int r = store_sdrsa_new(&cc, cfg->retry_ms, &s);
+	int r = cfg->backend == SDRSA_BACKEND_MEMCACHED
+			? store_memcached_new(cfg->server, name, cfg->timeout_ms, cfg->retry_ms, &s)
+			: store_sdrsa_new(&cc, cfg->retry_ms, &s);
 	if (r >= 0) {
 		struct sdrsa_engine_config c2 = *cfg;
 		c2.name = name;
+		char shown[256]; /* messages say "memory server memcached HOST:PORT,..." */
+		if (cfg->backend == SDRSA_BACKEND_MEMCACHED) {
+			snprintf(shown, sizeof(shown), "memcached %s", cfg->server);
+			c2.server = shown;
+		}
 		r = engine_new_with_store(&c2, s, ret);
 	}
 	sdrsa_engine_internal = internal;

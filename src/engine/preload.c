@@ -29,6 +29,8 @@
  * SDRSA_TIMEOUT_MS (per network operation), SDRSA_SPIN_US (engine thread
  * busy-poll), SDRSA_FREE_AT_EXIT (0: leave the pages to rsa-app, which
  * frees the namespace; default 1: free them in the destructor),
+ * SDRSA_BACKEND (memcached: SDRSA_SERVER is a memcached list "H:P,H:P";
+ * default: a memory server),
  * SDRSA_TEST_FAULT (tests only: see engine.c). The environment is left as
  * it is: a program started by this one (exec keeps the pid, e.g. a pyenv shim
  * or `sh -c`) runs its own engine with its own budget, in the same namespace;
@@ -560,6 +562,9 @@ __attribute__((constructor)) static void preload_init(void)
 		.spin_us = (int)env_u64("SDRSA_SPIN_US", 0),
 		.log = log_to_stderr,
 	};
+	const char *backend = getenv("SDRSA_BACKEND");
+	if (backend && !strcmp(backend, "memcached"))
+		cfg.backend = SDRSA_BACKEND_MEMCACHED;
 	g_threshold = env_u64("SDRSA_THRESHOLD", g_threshold);
 	if (g_threshold < PAGE)
 		g_threshold = PAGE;

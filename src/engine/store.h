@@ -5,6 +5,8 @@
  *
  *   - store_sdrsa.c: the real one, a libsdrsa client connection to a memory
  *     server, with bounded reconnect-and-retry on connection errors;
+ *   - store_memcached.c: pages as items on a memcached fleet (libmemcached),
+ *     for sites that already run one (docs/MEMCACHED.md);
  *   - store_mem.c: an in-memory map used ONLY by the engine's unit tests
  *     (tests/engine), never by rsa-app or the preload library. It can be told
  *     to fail, to test the engine's failure path.
@@ -57,6 +59,7 @@ struct store {
 	uint64_t bytes_sent; /* page bytes sent by put_many */
 	uint64_t bytes_recv; /* page bytes received by get_many */
 	uint64_t retries;    /* operations retried after a reconnect */
+	const char *why;     /* NULL or the detail of the last failure, for messages */
 };
 
 static inline void store_free(struct store *s)
@@ -79,5 +82,22 @@ struct sdrsa_client_config;
 /* Connect to a memory server. retry_ms bounds the time spent reconnecting
  * after a connection error before an operation fails for good (0: 10000). */
 int store_sdrsa_new(const struct sdrsa_client_config *cfg, int retry_ms, struct store **ret);
+
+/* Pages on a memcached fleet (store_memcached.c). servers: "HOST:PORT,..."
+ * (libmemcached's list syntax); ns: the key prefix, unique per engine. */
+int store_memcached_new(const char *servers, const char *ns, int timeout_ms, int retry_ms,
+			struct store **ret);
+/* Ask every server of the list for its version (and with check_size, store
+ * and delete an item of a page's size): 0, or -errno with a one-line reason
+ * in why (-EMSGSIZE: a server's item size limit is below a page). For
+ * rsa-app's checks before it starts the program and before it frees. */
+int store_memcached_check(const char *servers, int timeout_ms, int check_size, char *why,
+			  size_t whylen);
+/* After the programs of a namespace are gone (rsa-app, also after a crash):
+ * delete every page whose key is in a range the stores of that namespace
+ * recorded (with SDRSA_FREE_AT_EXIT=0), and the records. *deleted gets the
+ * number of deletes sent. 0 or -errno. */
+int store_memcached_free_namespace(const char *servers, const char *ns, int timeout_ms,
+				   uint64_t *deleted);
 
 #endif

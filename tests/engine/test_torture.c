@@ -4,9 +4,10 @@
  * region four times the local budget, each page checked against the version
  * last written to it; then all threads scan the same pages at once (two
  * threads on one page); then every byte is verified. Against a real
- * memory-server started here (127.0.0.1, port 0), or the in-memory store.
+ * memory-server started here (127.0.0.1, port 0), the in-memory store, or
+ * a memcached fleet given as HOST:PORT,... (--store memcached).
  *
- * Usage: test_torture SERVER_BIN [--prefetch on|off] [--store server|mem]
+ * Usage: test_torture SERVER_BIN|FLEET [--prefetch on|off] [--store server|mem|memcached]
  *                     [--threads N] [--ops N] [--policy clock|fifo]
  */
 #include <pthread.h>
@@ -133,6 +134,17 @@ int main(int argc, char **argv)
 		struct store *s;
 		CHECK(store_mem_new(&s) == 0);
 		CHECK(engine_new_with_store(&cfg, s, &e) == 0);
+	} else if (!strcmp(store_kind, "memcached")) {
+		/* bin: the fleet, "HOST:PORT,..." (test_memcached.sh starts it
+		 * and checks afterwards that no item of ours is left). */
+		CHECK(bin != NULL);
+		cfg.server = bin;
+		cfg.backend = SDRSA_BACKEND_MEMCACHED;
+		int r = sdrsa_engine_new(&cfg, &e);
+		if (r < 0) {
+			fprintf(stderr, "engine on memcached %s: %s\n", bin, strerror(-r));
+			return r == -ENOSYS ? T_SKIP : T_FAIL;
+		}
 	} else {
 		CHECK(bin != NULL);
 		if (t_server_start(bin, "64M", &srv) < 0) {
