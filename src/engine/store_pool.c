@@ -701,7 +701,7 @@ static int pool_put_many(struct store *st, const uint64_t *keys, const void *con
 		if (ri < 0 && !first)
 			first = ri;
 	}
-	if (servers_up(p) < p->replicas && now - p->warned_short >= 30000)
+	if (servers_up(p) < p->replicas && sdrsa_now_ms() - p->warned_short >= 30000)
 		warn_short(p);
 out:
 	refresh_counters(p);
