@@ -372,6 +372,7 @@ static void mark_down(struct store_pool *p, unsigned i, int err)
 	struct pool_server *s = &p->srv[i];
 	if (!s->up)
 		return;
+	int was_draining = s->draining;
 	s->up = 0;
 	s->draining = 0;
 	s->next_probe = sdrsa_now_ms() + PROBE_INTERVAL_MS;
@@ -387,10 +388,13 @@ static void mark_down(struct store_pool *p, unsigned i, int err)
 			moved++;
 		}
 	p->repair_idle = 0;
-	plog(p, SDRSA_LOG_WARN,
-	     "memory server %s is down (%s): %llu pages lost a copy there; restoring "
-	     "%u copies on the other servers in the background",
-	     s->address, strerror(-err), (unsigned long long)moved, p->replicas);
+	if (was_draining && !moved)
+		plog(p, SDRSA_LOG_WARN, "memory server %s drained and left the pool", s->address);
+	else
+		plog(p, SDRSA_LOG_WARN,
+		     "memory server %s is down (%s): %llu pages lost a copy there; restoring "
+		     "%u copies on the other servers in the background",
+		     s->address, strerror(-err), (unsigned long long)moved, p->replicas);
 	warn_short(p);
 	refresh_counters(p);
 }
