@@ -116,7 +116,7 @@ static int pool_status(int argc, char **argv)
 	char err[512];
 	int c;
 	optind = 1;
-	while ((c = getopt_long(argc, argv, "+s:n:k:h", opts, NULL)) != -1) {
+	while ((c = getopt_long(argc, argv, "s:n:k:h", opts, NULL)) != -1) {
 		switch (c) {
 		case 's':
 			if (nservers == POOLCONF_MAX) {
@@ -283,6 +283,21 @@ static pid_t owner_of(unsigned long ino)
 	return found;
 }
 
+/* Has process pid ended (gone, or a zombie its parent has not reaped)? */
+static int process_ended(pid_t pid)
+{
+	char path[64], buf[256];
+	snprintf(path, sizeof(path), "/proc/%d/stat", (int)pid);
+	FILE *f = fopen(path, "re");
+	if (!f)
+		return 1;
+	size_t n = fread(buf, 1, sizeof(buf) - 1, f);
+	fclose(f);
+	buf[n] = 0;
+	const char *paren = strrchr(buf, ')');
+	return paren && paren[1] == ' ' && (paren[2] == 'Z' || paren[2] == 'X');
+}
+
 static int pool_drain(int argc, char **argv)
 {
 	static const struct option opts[] = {
@@ -295,7 +310,7 @@ static int pool_drain(int argc, char **argv)
 	uint64_t timeout = 600000;
 	int c;
 	optind = 1;
-	while ((c = getopt_long(argc, argv, "+p:t:h", opts, NULL)) != -1) {
+	while ((c = getopt_long(argc, argv, "p:t:h", opts, NULL)) != -1) {
 		switch (c) {
 		case 'p':
 			pid = (pid_t)atoi(optarg);
@@ -353,7 +368,7 @@ static int pool_drain(int argc, char **argv)
 			r = sdrsa_stats(cl, &st);
 			sdrsa_client_free(cl);
 		}
-		if (r < 0 && kill(pid, 0) < 0 && errno == ESRCH) {
+		if (r < 0 && process_ended(pid)) {
 			fprintf(stderr, PROG ": %s has moved every page away and stopped (%.1f s)\n",
 				addr, (double)(sdrsa_now_ms() - t0) / 1000.0);
 			return 0;

@@ -20,9 +20,14 @@
  *            with SIGBUS and "no copy left", never reads a wrong page.
  *   drain:   SIGUSR2 to a server: the engine moves its pages off, the server
  *            exits, the data is intact and on two copies.
+ *   rsa_app: `rsa-app run --servers FILE` runs python3 over the pool (output
+ *            checked) while `rsa-app pool drain` (run in the server's
+ *            namespace) takes a server out; `pool status`; a bad pool file
+ *            line and too many replicas are refused with a clear message.
  *
  * Needs root and iproute2: without them it skips, except on CI (CI=true)
- * where that is a failure. Usage: test_pool MEMORY_SERVER_BIN [TEST...]
+ * where that is a failure.
+ * Usage: test_pool MEMORY_SERVER_BIN RSA_APP_BIN [TEST...]
  */
 
 #include <pthread.h>
@@ -44,7 +49,7 @@
 #define NLOCKS 256
 #define NSRV 3
 
-static const char *g_bin;
+static const char *g_bin, *g_rsa_app;
 static char g_ns_cli[64];
 static char g_ns_srv[NSRV][64];
 static char g_if_cli[NSRV][16];
@@ -548,6 +553,94 @@ static int t_drain(void)
 	return T_PASS;
 }
 
+/* Run cmd through sh, stdout+stderr into out; returns the exit status. */
+static int run_capture(char *out, size_t n, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+static int run_capture(char *out, size_t n, const char *fmt, ...)
+{
+	char cmd[2048];
+	va_list ap;
+	va_start(ap, fmt);
+	vsnprintf(cmd, sizeof(cmd), fmt, ap);
+	va_end(ap);
+	strncat(cmd, " 2>&1", sizeof(cmd) - strlen(cmd) - 1);
+	FILE *f = popen(cmd, "r");
+	CHECK(f != NULL);
+	size_t got = fread(out, 1, n - 1, f);
+	out[got] = 0;
+	int st = pclose(f);
+	fprintf(stderr, "  $ %s -> %d\n%s", cmd, WIFEXITED(st) ? WEXITSTATUS(st) : -1, out);
+	return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
+}
+
+#define PY_FILL                                                                              \
+	"import time, hashlib\n"                                                             \
+	"b = bytearray(48 << 20)\n"                                                          \
+	"for i in range(0, len(b), 4096): b[i:i+8] = (i * 2654435761).to_bytes(8, 'little')\n" \
+	"h = hashlib.md5(b).hexdigest()\n"                                                   \
+	"time.sleep(4)\n"                                                                    \
+	"print('same' if hashlib.md5(b).hexdigest() == h else 'DIFFERENT', h)\n"
+
+static int t_rsa_app(void)
+{
+	start_all();
+	char dir[] = "/tmp/sdrsa-pool-cli-XXXXXX", conf[128], bad[128], py[128];
+	CHECK(mkdtemp(dir) != NULL);
+	snprintf(conf, sizeof(conf), "%s/pool.conf", dir);
+	snprintf(bad, sizeof(bad), "%s/bad.conf", dir);
+	snprintf(py, sizeof(py), "%s/fill.py", dir);
+	FILE *f = fopen(conf, "w");
+	CHECK(f != NULL);
+	fprintf(f, "# three hosts\n%s weight=1\n%s weight=1\n%s weight=1\n", g_addr[0], g_addr[1],
+		g_addr[2]);
+	fclose(f);
+	f = fopen(bad, "w");
+	CHECK(f != NULL);
+	fprintf(f, "%s\n%s weight=-3\n", g_addr[0], g_addr[1]);
+	fclose(f);
+	f = fopen(py, "w");
+	CHECK(f != NULL);
+	fputs(PY_FILL, f);
+	fclose(f);
+	static char out[65536];
+
+	CHECK_EQ(run_capture(out, sizeof(out), "%s pool status %s", g_rsa_app, conf), 0);
+	CHECK(strstr(out, g_addr[2]) && strstr(out, " up "));
+	CHECK_EQ(run_capture(out, sizeof(out), "%s run --servers %s --local 4M -- true", g_rsa_app,
+			     bad),
+		 2);
+	CHECK(strstr(out, "bad.conf line 2: weight '-3'") != NULL);
+	CHECK_EQ(run_capture(out, sizeof(out),
+			     "%s run --servers %s --replicas 4 --local 4M -- true", g_rsa_app, conf),
+		 2);
+	CHECK(strstr(out, "--replicas 4: the pool has only 3 servers") != NULL);
+
+	/* The reference: the same program without the engine. */
+	CHECK_EQ(run_capture(out, sizeof(out), "python3 %s", py), 0);
+	char want[64];
+	CHECK(sscanf(out, "same %63s", want) == 1);
+	/* Under rsa-app with a server drained in the middle. */
+	char drain_out[8192];
+	char cmd[1024];
+	snprintf(cmd, sizeof(cmd),
+		 "%s run --servers %s --local 4M --stats -- python3 %s > %s/run.out 2>&1 & "
+		 "sleep 2; ip netns exec %s %s pool drain %s --timeout 60s; echo drain=$?; wait $!; "
+		 "echo run=$?; cat %s/run.out",
+		 g_rsa_app, conf, py, dir, g_ns_srv[1], g_rsa_app, g_addr[1], dir);
+	run_capture(drain_out, sizeof(drain_out), "sh -c '%s'", cmd);
+	CHECK(strstr(drain_out, "drain=0") != NULL);
+	CHECK(strstr(drain_out, "run=0") != NULL);
+	CHECK(strstr(drain_out, "has moved every page away and stopped") != NULL);
+	char line[128];
+	snprintf(line, sizeof(line), "same %s", want);
+	CHECK(strstr(drain_out, line) != NULL);
+	CHECK(strstr(drain_out, "servers up") != NULL);
+	g_srv_pid[1] = 0; /* it exited by itself */
+	snprintf(cmd, sizeof(cmd), "rm -rf %s", dir);
+	CHECK(system(cmd) == 0);
+	stop_servers();
+	return T_PASS;
+}
+
 int main(int argc, char **argv)
 {
 	static const struct {
@@ -555,13 +648,14 @@ int main(int argc, char **argv)
 		int (*fn)(void);
 	} tests[] = {
 		{"kill", t_kill},	{"linkcut", t_linkcut}, {"quota", t_quota},
-		{"toomany", t_toomany}, {"drain", t_drain},
+		{"toomany", t_toomany}, {"drain", t_drain},	{"rsa_app", t_rsa_app},
 	};
-	if (argc < 2) {
-		fprintf(stderr, "usage: test_pool MEMORY_SERVER_BIN [TEST...]\n");
+	if (argc < 3) {
+		fprintf(stderr, "usage: test_pool MEMORY_SERVER_BIN RSA_APP_BIN [TEST...]\n");
 		return T_FAIL;
 	}
 	g_bin = argv[1];
+	g_rsa_app = argv[2];
 	t_require_uffd();
 	for (int i = 0; i < NLOCKS; i++)
 		pthread_mutex_init(&g_locks[i], NULL);
@@ -569,8 +663,8 @@ int main(int argc, char **argv)
 	if (rc != T_PASS)
 		return rc;
 	for (size_t t = 0; t < ARRAY_SIZE(tests); t++) {
-		int wanted = argc == 2;
-		for (int a = 2; a < argc; a++)
+		int wanted = argc == 3;
+		for (int a = 3; a < argc; a++)
 			wanted |= !strcmp(argv[a], tests[t].name);
 		if (!wanted)
 			continue;
