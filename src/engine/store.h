@@ -93,6 +93,10 @@ int store_sdrsa_new(const struct sdrsa_client_config *cfg, int retry_ms, struct 
 /* PING and STATS on a store_sdrsa's connection (retried as other ops). */
 struct sdrsa_stats;
 int store_sdrsa_ping(struct store *s);
+/* Its connection (connecting if needed; NULL on failure), for the pool's
+ * pipelined operations across servers. Errors there are retried through the
+ * store's own operations. */
+struct sdrsa_client *store_sdrsa_client(struct store *s);
 int store_sdrsa_stats(struct store *s, struct sdrsa_stats *out);
 
 /*

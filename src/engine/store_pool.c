@@ -102,7 +102,14 @@ struct store_pool {
 	uint64_t next_probe;  /* ms */
 	uint64_t warned_short; /* ms of the last "fewer than R servers" warning */
 	unsigned char *buf;   /* REPAIR_BATCH pages */
+	uint64_t gen;         /* tags of pipelined operations (PIPE_TAG) */
 };
+
+/* Pipelined operations across servers carry PIPE_TAG | gen << 32 | index:
+ * store_sdrsa's own tags never set bit 63, and a completion left on a
+ * connection by an earlier call (another gen) is ignored. */
+#define PIPE_TAG (1ull << 63)
+#define PIPE_TAG_OF(gen, i) (PIPE_TAG | ((gen) & 0x7fffffffull) << 32 | (uint64_t)(i))
 
 static void plog(struct store_pool *p, int level, const char *fmt, ...)
 	__attribute__((format(printf, 3, 4)));
@@ -411,6 +418,89 @@ static int open_store(struct store_pool *p, unsigned i)
 	return store_sdrsa_new(&cc, p->retry_ms, &s->st);
 }
 
+/* ---- pipelined operations on several servers at once ---- */
+
+/*
+ * One page operation on one server. Servers are sent their operations all
+ * at once, then each is reaped, so that a batch spread over 3 servers costs
+ * one round trip, not three. r: the result, or PIPE_RETRY when it has to go
+ * through the server's store (which reconnects and retries), as after any
+ * error on the connection.
+ */
+#define PIPE_RETRY 1
+struct pipe_op {
+	uint8_t srv;
+	uint8_t opcode; /* SDRSA_OP_PUT or SDRSA_OP_GET */
+	uint64_t key;
+	void *page;
+	int r;
+};
+
+static void pipe_run(struct store_pool *p, struct pipe_op *ops, size_t n, int first_srv,
+		     void (*done)(void *ctx, struct pipe_op *op), void *ctx)
+{
+	uint64_t gen = ++p->gen;
+	size_t sent[STORE_POOL_MAX] = {0};
+	struct sdrsa_client *cl[STORE_POOL_MAX] = {0};
+	for (size_t i = 0; i < n; i++)
+		ops[i].r = PIPE_RETRY;
+	for (unsigned s = 0; s < p->n; s++) {
+		if (!p->srv[s].up)
+			continue;
+		for (size_t i = 0; i < n; i++) {
+			if (ops[i].srv != s)
+				continue;
+			if (!cl[s] && !sent[s])
+				cl[s] = store_sdrsa_client(p->srv[s].st);
+			if (!cl[s])
+				break;
+			int r = ops[i].opcode == SDRSA_OP_PUT
+					? sdrsa_submit_put(cl[s], ops[i].key, ops[i].page,
+							   PIPE_TAG_OF(gen, i))
+					: sdrsa_submit_get(cl[s], ops[i].key, ops[i].page,
+							   PIPE_TAG_OF(gen, i));
+			if (r < 0)
+				break; /* the rest go through the store */
+			sent[s]++;
+		}
+		if (sent[s] && sdrsa_flush(cl[s]) < 0) {
+			/* Completions report the failure. */
+		}
+	}
+	/* Reap, the server of the page a thread waits for first. */
+	for (unsigned k = 0; k < p->n; k++) {
+		unsigned s = first_srv >= 0 ? (k == 0 ? (unsigned)first_srv
+						      : k <= (unsigned)first_srv ? k - 1 : k)
+					    : k;
+		size_t got = 0;
+		while (got < sent[s]) {
+			struct sdrsa_completion comp[64];
+			int c = sdrsa_reap(cl[s], comp, 64, 1, p->timeout_ms);
+			if (c <= 0)
+				break;
+			for (int j = 0; j < c; j++) {
+				uint64_t t = comp[j].tag;
+				size_t i = (size_t)(t & 0xffffffffu);
+				if ((t & ~0xffffffffull) != (PIPE_TAG_OF(gen, 0)) || i >= n)
+					continue;
+				got++;
+				ops[i].r = comp[j].result == 0 ? 0
+					   : comp[j].result == -ENOSPC || comp[j].result == -EDQUOT
+						   ? comp[j].result
+						   : PIPE_RETRY;
+				if (ops[i].r == 0) {
+					if (ops[i].opcode == SDRSA_OP_PUT)
+						p->srv[s].st->bytes_sent += SDRSA_PAGE_SIZE;
+					else
+						p->srv[s].st->bytes_recv += SDRSA_PAGE_SIZE;
+				}
+				if (done)
+					done(ctx, &ops[i]);
+			}
+		}
+	}
+}
+
 /* ---- reads ---- */
 
 /* The up server holding a copy (in mask) with the lowest round trip; -1. */
@@ -454,6 +544,26 @@ static void sub_arrived(void *c, const size_t *idx, size_t k)
 		f->arrived(f->ctx, out, m);
 }
 
+struct pipe_fetch {
+	struct fetch_ctx *f;
+	struct pipe_op *ops;
+};
+
+static void pipe_fetched(void *ctx, struct pipe_op *op)
+{
+	struct pipe_fetch *pf = ctx;
+	if (op->r != 0)
+		return;
+	size_t i = (size_t)(op - pf->ops);
+	struct fetch_ctx *f = pf->f;
+	if (f->done[i])
+		return;
+	f->done[i] = 1;
+	f->ndone++;
+	if (f->arrived)
+		f->arrived(f->ctx, &i, 1);
+}
+
 static int no_copy(struct store_pool *p, uint64_t key)
 {
 	if (!loc_known(p, key))
@@ -491,6 +601,29 @@ static int fetch(struct store_pool *p, const uint64_t *keys, void *const *pages,
 		goto out;
 	}
 	struct fetch_ctx f = {.map = map, .done = done, .arrived = arrived, .ctx = ctx};
+	/* All copies asked for at once (pages spread over servers); what does
+	 * not come this way is fetched below, server by server, with retries. */
+	struct pipe_op *ops = n > 1 ? malloc(n * sizeof(*ops)) : NULL;
+	if (ops) {
+		int first = -1;
+		for (size_t i = 0; i < n; i++) {
+			int b = best_copy(p, loc_get(p, keys[i]));
+			if (b < 0) {
+				free(ops);
+				ops = NULL;
+				break;
+			}
+			if (i == 0)
+				first = b;
+			ops[i] = (struct pipe_op){.srv = (uint8_t)b, .opcode = SDRSA_OP_GET,
+						  .key = keys[i], .page = pages[i]};
+		}
+		if (ops) {
+			struct pipe_fetch pf = {.f = &f, .ops = ops};
+			pipe_run(p, ops, n, first, pipe_fetched, &pf);
+			free(ops);
+		}
+	}
 	while (f.ndone < n) {
 		/* The server of the first page not yet here. */
 		int srv = -1;
@@ -618,8 +751,11 @@ static int pool_put_many(struct store *st, const uint64_t *keys, const void *con
 	const void **pg = malloc(n * sizeof(*pg));
 	size_t *map = malloc(n * sizeof(*map));
 	int *res = malloc(n * sizeof(*res));
+	struct pipe_op *ops = malloc(n * p->replicas * sizeof(*ops));
+	size_t *ops_page = malloc(n * p->replicas * sizeof(*ops_page));
 	int first = 0;
-	if (!order || !next || !want || !got || !refusal || !k || !pg || !map || !res) {
+	if (!order || !next || !want || !got || !refusal || !k || !pg || !map || !res || !ops ||
+	    !ops_page) {
 		first = -ENOMEM;
 		for (size_t i = 0; results && i < n; i++)
 			results[i] = -ENOMEM;
@@ -640,23 +776,43 @@ static int pool_put_many(struct store *st, const uint64_t *keys, const void *con
 		}
 		if (!pending)
 			break;
-		for (unsigned s = 0; s < p->n; s++) {
-			size_t m = 0;
+		/* Every (page, server) pair at once, then what needs the store's
+		 * retries server by server. */
+		size_t nops = 0;
+		for (unsigned s = 0; s < p->n; s++)
 			for (size_t i = 0; i < n; i++)
 				if (want[i] & (1u << s)) {
-					map[m] = i;
-					k[m] = keys[i];
-					pg[m] = pages[i];
+					ops_page[nops] = i;
+					ops[nops++] = (struct pipe_op){.srv = (uint8_t)s,
+								       .opcode = SDRSA_OP_PUT,
+								       .key = keys[i],
+								       .page = (void *)pages[i]};
+				}
+		pipe_run(p, ops, nops, -1, NULL, NULL);
+		for (unsigned s = 0; s < p->n; s++) {
+			size_t m = 0;
+			for (size_t o = 0; o < nops; o++)
+				if (ops[o].srv == s && ops[o].r == PIPE_RETRY) {
+					map[m] = o;
+					k[m] = ops[o].key;
+					pg[m] = ops[o].page;
 					m++;
 				}
 			if (!m)
 				continue;
 			struct pool_server *sv = &p->srv[s];
 			int r = sv->up ? sv->st->ops->put_many(sv->st, k, pg, m, res) : -EHOSTDOWN;
+			for (size_t j = 0; j < m; j++)
+				ops[map[j]].r = r == 0 ? 0 : sv->up ? res[j] : r;
+		}
+		for (unsigned s = 0; s < p->n; s++) {
+			struct pool_server *sv = &p->srv[s];
 			int down = 0;
-			for (size_t j = 0; j < m; j++) {
-				size_t i = map[j];
-				int rj = r == 0 ? 0 : sv->up ? res[j] : r;
+			for (size_t o = 0; o < nops; o++) {
+				if (ops[o].srv != s)
+					continue;
+				size_t i = ops_page[o];
+				int rj = ops[o].r;
 				want[i] &= ~(1u << s);
 				if (rj == 0) {
 					got[i] |= 1u << s;
@@ -669,11 +825,10 @@ static int pool_put_many(struct store *st, const uint64_t *keys, const void *con
 						     sv->address,
 						     rj == -EDQUOT ? "quota reached" : "pool full");
 					sv->full_until = now + FULL_BACKOFF_MS;
-				} else if (is_conn_error(rj)) {
-					down = rj;
 				} else {
-					/* Not expected from a server: treat it as down
-					 * rather than trust it with pages. */
+					/* A connection error after the store's retries, or
+					 * an answer not expected from a server: do not
+					 * trust it with pages. */
 					down = rj;
 				}
 			}
@@ -718,6 +873,8 @@ out:
 	free(pg);
 	free(map);
 	free(res);
+	free(ops);
+	free(ops_page);
 	return first;
 }
 

@@ -352,6 +352,12 @@ static int sd_free_all(struct store *st, uint64_t *freed)
 	}
 }
 
+struct sdrsa_client *store_sdrsa_client(struct store *st)
+{
+	struct store_sdrsa *s = (struct store_sdrsa *)st;
+	return ensure_conn(s) == 0 ? s->c : NULL;
+}
+
 int store_sdrsa_ping(struct store *st)
 {
 	struct store_sdrsa *s = (struct store_sdrsa *)st;
