@@ -78,8 +78,40 @@ struct pool_server {
 	uint64_t sent0, recv0, retries0; /* counters of closed stores, carried over */
 };
 
+/* Scratch memory of one operation, kept between calls: no allocation per
+ * fault once the largest batch has been seen. */
+struct arena {
+	unsigned char *mem;
+	size_t cap, used;
+};
+
+#define ARENA_SIZE(bytes) (((bytes) + 15) & ~(size_t)15)
+
+static int arena_reset(struct arena *a, size_t need)
+{
+	if (need > a->cap) {
+		unsigned char *m = realloc(a->mem, need);
+		if (!m)
+			return -ENOMEM;
+		a->mem = m;
+		a->cap = need;
+	}
+	a->used = 0;
+	return 0;
+}
+
+/* Zeroed memory from the arena (reserved by arena_reset). */
+static void *arena_get(struct arena *a, size_t bytes)
+{
+	void *r = a->mem + a->used;
+	a->used += ARENA_SIZE(bytes);
+	memset(r, 0, bytes);
+	return r;
+}
+
 struct store_pool {
 	struct store base;
+	struct arena fetch_mem, put_mem, free_mem;
 	struct pool_server srv[STORE_POOL_MAX];
 	unsigned n, replicas;
 	char *name;
@@ -591,25 +623,27 @@ static int no_copy(struct store_pool *p, uint64_t key)
 static int fetch(struct store_pool *p, const uint64_t *keys, void *const *pages, size_t n,
 		 void (*arrived)(void *ctx, const size_t *idx, size_t k), void *ctx)
 {
-	uint8_t *done = calloc(n, 1);
-	size_t *map = malloc(n * sizeof(*map));
-	uint64_t *k = malloc(n * sizeof(*k));
-	void **pg = malloc(n * sizeof(*pg));
+	if (!n)
+		return 0;
+	struct arena *a = &p->fetch_mem;
+	if (arena_reset(a, ARENA_SIZE(n) + ARENA_SIZE(n * sizeof(size_t)) +
+				   ARENA_SIZE(n * sizeof(uint64_t)) + ARENA_SIZE(n * sizeof(void *)) +
+				   ARENA_SIZE(n * sizeof(struct pipe_op))) < 0)
+		return -ENOMEM;
+	uint8_t *done = arena_get(a, n);
+	size_t *map = arena_get(a, n * sizeof(*map));
+	uint64_t *k = arena_get(a, n * sizeof(*k));
+	void **pg = arena_get(a, n * sizeof(*pg));
+	struct pipe_op *ops = arena_get(a, n * sizeof(*ops));
 	int err = 0;
-	if (!done || !map || !k || !pg) {
-		err = -ENOMEM;
-		goto out;
-	}
 	struct fetch_ctx f = {.map = map, .done = done, .arrived = arrived, .ctx = ctx};
 	/* All copies asked for at once (pages spread over servers); what does
 	 * not come this way is fetched below, server by server, with retries. */
-	struct pipe_op *ops = n > 1 ? malloc(n * sizeof(*ops)) : NULL;
-	if (ops) {
+	if (n > 1) {
 		int first = -1;
 		for (size_t i = 0; i < n; i++) {
 			int b = best_copy(p, loc_get(p, keys[i]));
 			if (b < 0) {
-				free(ops);
 				ops = NULL;
 				break;
 			}
@@ -621,7 +655,6 @@ static int fetch(struct store_pool *p, const uint64_t *keys, void *const *pages,
 		if (ops) {
 			struct pipe_fetch pf = {.f = &f, .ops = ops};
 			pipe_run(p, ops, n, first, pipe_fetched, &pf);
-			free(ops);
 		}
 	}
 	while (f.ndone < n) {
@@ -686,10 +719,6 @@ static int fetch(struct store_pool *p, const uint64_t *keys, void *const *pages,
 	}
 out:
 	refresh_counters(p);
-	free(done);
-	free(map);
-	free(k);
-	free(pg);
 	return err;
 }
 
@@ -742,25 +771,32 @@ static int pool_put_many(struct store *st, const uint64_t *keys, const void *con
 {
 	struct store_pool *p = (struct store_pool *)st;
 	uint64_t now = sdrsa_now_ms();
-	uint8_t (*order)[STORE_POOL_MAX] = malloc(n * sizeof(*order));
-	uint8_t *next = calloc(n, 1);     /* position in order[] of the next server to try */
-	uint32_t *want = calloc(n, sizeof(*want)); /* servers asked, no answer yet */
-	uint32_t *got = calloc(n, sizeof(*got));
-	int *refusal = calloc(n, sizeof(*refusal));
-	uint64_t *k = malloc(n * sizeof(*k));
-	const void **pg = malloc(n * sizeof(*pg));
-	size_t *map = malloc(n * sizeof(*map));
-	int *res = malloc(n * sizeof(*res));
-	struct pipe_op *ops = malloc(n * p->replicas * sizeof(*ops));
-	size_t *ops_page = malloc(n * p->replicas * sizeof(*ops_page));
-	int first = 0;
-	if (!order || !next || !want || !got || !refusal || !k || !pg || !map || !res || !ops ||
-	    !ops_page) {
-		first = -ENOMEM;
+	if (!n)
+		return 0;
+	struct arena *a = &p->put_mem;
+	size_t nr = n * p->replicas;
+	if (arena_reset(a, ARENA_SIZE(n * STORE_POOL_MAX) + ARENA_SIZE(n) +
+				   2 * ARENA_SIZE(n * sizeof(uint32_t)) +
+				   2 * ARENA_SIZE(n * sizeof(int)) + ARENA_SIZE(n * sizeof(uint64_t)) +
+				   ARENA_SIZE(n * sizeof(void *)) + ARENA_SIZE(n * sizeof(size_t)) +
+				   ARENA_SIZE(nr * sizeof(struct pipe_op)) +
+				   ARENA_SIZE(nr * sizeof(size_t))) < 0) {
 		for (size_t i = 0; results && i < n; i++)
 			results[i] = -ENOMEM;
-		goto out;
+		return -ENOMEM;
 	}
+	uint8_t (*order)[STORE_POOL_MAX] = arena_get(a, n * STORE_POOL_MAX);
+	uint8_t *next = arena_get(a, n);                     /* next position in order[] to try */
+	uint32_t *want = arena_get(a, n * sizeof(*want));    /* servers asked, no answer yet */
+	uint32_t *got = arena_get(a, n * sizeof(*got));      /* servers that stored it */
+	int *refusal = arena_get(a, n * sizeof(*refusal));   /* -ENOSPC/-EDQUOT seen */
+	uint64_t *k = arena_get(a, n * sizeof(*k));
+	const void **pg = arena_get(a, n * sizeof(*pg));
+	size_t *map = arena_get(a, n * sizeof(*map));
+	int *res = arena_get(a, n * sizeof(*res));
+	struct pipe_op *ops = arena_get(a, nr * sizeof(*ops));
+	size_t *ops_page = arena_get(a, nr * sizeof(*ops_page)); /* op -> page index */
+	int first = 0;
 	for (size_t i = 0; i < n; i++)
 		rank(p, keys[i], order[i]);
 	for (;;) {
@@ -862,28 +898,18 @@ static int pool_put_many(struct store *st, const uint64_t *keys, const void *con
 	}
 	if (servers_up(p) < p->replicas && sdrsa_now_ms() - p->warned_short >= 30000)
 		warn_short(p);
-out:
 	refresh_counters(p);
-	free(order);
-	free(next);
-	free(want);
-	free(got);
-	free(refusal);
-	free(k);
-	free(pg);
-	free(map);
-	free(res);
-	free(ops);
-	free(ops_page);
 	return first;
 }
 
 static int pool_free_keys(struct store *st, const uint64_t *keys, size_t n)
 {
 	struct store_pool *p = (struct store_pool *)st;
-	uint64_t *k = malloc((n ? n : 1) * sizeof(*k));
-	if (!k)
+	if (!n)
+		return 0;
+	if (arena_reset(&p->free_mem, ARENA_SIZE(n * sizeof(uint64_t))) < 0)
 		return -ENOMEM;
+	uint64_t *k = arena_get(&p->free_mem, n * sizeof(*k));
 	for (unsigned s = 0; s < p->n; s++) {
 		size_t m = 0;
 		for (size_t i = 0; i < n; i++)
@@ -893,7 +919,6 @@ static int pool_free_keys(struct store *st, const uint64_t *keys, size_t n)
 	}
 	for (size_t i = 0; i < n; i++)
 		loc_del(p, keys[i]);
-	free(k);
 	refresh_counters(p);
 	return 0;
 }
@@ -1137,6 +1162,9 @@ static void pool_destroy(struct store *st)
 	free(p->keys);
 	free(p->masks);
 	free(p->buf);
+	free(p->fetch_mem.mem);
+	free(p->put_mem.mem);
+	free(p->free_mem.mem);
 	free(p->name);
 	free(p);
 }
