@@ -530,6 +530,11 @@ static void pipe_run(struct store_pool *p, struct pipe_op *ops, size_t n, int fi
 					done(ctx, &ops[i]);
 			}
 		}
+		/* Not all answered in time: drop the connection, so that no late
+		 * answer writes into a page buffer after we return; the rest go
+		 * through the store, which reconnects. */
+		if (got < sent[s])
+			(void)sdrsa_client_reconnect(cl[s]);
 	}
 }
 
