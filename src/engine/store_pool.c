@@ -43,6 +43,8 @@
  */
 #include <errno.h>
 #include <math.h>
+#include <pthread.h>
+#include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -52,6 +54,7 @@
 #include <sdrsa/engine.h>
 
 #include "common/util.h"
+#include "engine/engine_internal.h"
 #include "engine/store.h"
 
 #define REPAIR_BATCH 64        /* pages copied per tick */
@@ -135,6 +138,17 @@ struct store_pool {
 	uint64_t warned_short; /* ms of the last "fewer than R servers" warning */
 	unsigned char *buf;   /* REPAIR_BATCH pages */
 	uint64_t gen;         /* tags of pipelined operations (PIPE_TAG) */
+
+	/* The prober thread connects to down servers, so that a server that
+	 * accepts connections but never answers (stalled) costs the engine's
+	 * thread nothing: it asks (probe_want) and picks up (probe_got). */
+	pthread_t prober;
+	int prober_started;
+	pthread_mutex_t pmu;
+	pthread_cond_t pcv;
+	uint32_t probe_want;                       /* under pmu */
+	struct store *probe_got[STORE_POOL_MAX];   /* under pmu */
+	int prober_stop;                           /* under pmu */
 };
 
 /* Pipelined operations across servers carry PIPE_TAG | gen << 32 | index:
@@ -438,16 +452,43 @@ static void mark_down(struct store_pool *p, unsigned i, int err)
 	refresh_counters(p);
 }
 
-static int open_store(struct store_pool *p, unsigned i)
+/* Connect to server i (its address, key and the pool's name and timeouts
+ * never change: the prober thread may call this too). */
+static int open_store(const struct store_pool *p, unsigned i, struct store **st)
 {
-	struct pool_server *s = &p->srv[i];
+	const struct pool_server *s = &p->srv[i];
 	struct sdrsa_client_config cc = {
 		.address = s->address,
 		.name = p->name,
 		.key = s->has_key ? s->key : NULL,
 		.timeout_ms = p->timeout_ms,
 	};
-	return store_sdrsa_new(&cc, p->retry_ms, &s->st);
+	return store_sdrsa_new(&cc, p->retry_ms, st);
+}
+
+static void *prober_main(void *arg)
+{
+	struct store_pool *p = arg;
+	sdrsa_engine_internal = 1; /* never manage what this thread allocates */
+	pthread_mutex_lock(&p->pmu);
+	for (;;) {
+		while (!p->probe_want && !p->prober_stop)
+			pthread_cond_wait(&p->pcv, &p->pmu);
+		if (p->prober_stop)
+			break;
+		unsigned i = (unsigned)__builtin_ctz(p->probe_want);
+		p->probe_want &= ~(1u << i);
+		pthread_mutex_unlock(&p->pmu);
+		struct store *st = NULL;
+		int r = open_store(p, i, &st);
+		pthread_mutex_lock(&p->pmu);
+		if (r == 0) {
+			store_free(p->probe_got[i]);
+			p->probe_got[i] = st;
+		}
+	}
+	pthread_mutex_unlock(&p->pmu);
+	return NULL;
 }
 
 /* ---- pipelined operations on several servers at once ---- */
@@ -961,11 +1002,19 @@ static void probe(struct store_pool *p, uint64_t now)
 	for (unsigned i = 0; i < p->n; i++) {
 		struct pool_server *s = &p->srv[i];
 		if (!s->up) {
-			if (now < s->next_probe)
+			struct store *got = NULL;
+			pthread_mutex_lock(&p->pmu);
+			got = p->probe_got[i];
+			p->probe_got[i] = NULL;
+			if (!got && now >= s->next_probe && p->prober_started) {
+				s->next_probe = now + PROBE_INTERVAL_MS;
+				p->probe_want |= 1u << i;
+				pthread_cond_signal(&p->pcv);
+			}
+			pthread_mutex_unlock(&p->pmu);
+			if (!got)
 				continue;
-			s->next_probe = now + PROBE_INTERVAL_MS;
-			if (open_store(p, i) < 0)
-				continue;
+			s->st = got;
 			/* Back: whatever it held of ours is stale. */
 			if (s->npurge && s->st->ops->free_keys(s->st, s->purge, s->npurge) < 0) {
 				close_store(s);
@@ -1159,7 +1208,15 @@ static int pool_tick(struct store *st)
 static void pool_destroy(struct store *st)
 {
 	struct store_pool *p = (struct store_pool *)st;
+	if (p->prober_started) {
+		pthread_mutex_lock(&p->pmu);
+		p->prober_stop = 1;
+		pthread_cond_signal(&p->pcv);
+		pthread_mutex_unlock(&p->pmu);
+		pthread_join(p->prober, NULL);
+	}
 	for (unsigned i = 0; i < p->n; i++) {
+		store_free(p->probe_got[i]);
 		store_free(p->srv[i].st);
 		free(p->srv[i].address);
 		free(p->srv[i].purge);
@@ -1171,6 +1228,8 @@ static void pool_destroy(struct store *st)
 	free(p->put_mem.mem);
 	free(p->free_mem.mem);
 	free(p->name);
+	pthread_mutex_destroy(&p->pmu);
+	pthread_cond_destroy(&p->pcv);
 	free(p);
 }
 
@@ -1178,6 +1237,7 @@ static void pool_fork_child(struct store *st)
 {
 	struct store_pool *p = (struct store_pool *)st;
 	p->child = 1;
+	p->prober_started = 0; /* the parent's thread; the child probes nothing */
 	for (unsigned i = 0; i < p->n; i++)
 		if (p->srv[i].st && p->srv[i].st->ops->fork_child)
 			p->srv[i].st->ops->fork_child(p->srv[i].st);
@@ -1208,6 +1268,8 @@ int store_pool_new(const struct store_pool_config *cfg, struct store **ret)
 	struct store_pool *p = calloc(1, sizeof(*p));
 	if (!p)
 		return -ENOMEM;
+	pthread_mutex_init(&p->pmu, NULL);
+	pthread_cond_init(&p->pcv, NULL);
 	p->base.ops = &pool_ops;
 	p->n = (unsigned)cfg->n;
 	p->replicas = replicas;
@@ -1240,7 +1302,7 @@ int store_pool_new(const struct store_pool_config *cfg, struct store **ret)
 			memcpy(s->key, cfg->servers[i].key, SDRSA_KEY_SIZE);
 			s->has_key = 1;
 		}
-		int rc = open_store(p, i);
+		int rc = open_store(p, i, &s->st);
 		if (rc < 0) {
 			plog(p, SDRSA_LOG_WARN, "memory server %s: %s; it is left out until it answers",
 			     s->address, strerror(-rc));
@@ -1273,6 +1335,15 @@ int store_pool_new(const struct store_pool_config *cfg, struct store **ret)
 		goto fail;
 	}
 	p->repair_idle = 1;
+	sigset_t all, old;
+	sigfillset(&all);
+	pthread_sigmask(SIG_BLOCK, &all, &old);
+	p->prober_started = pthread_create(&p->prober, NULL, prober_main, p) == 0;
+	pthread_sigmask(SIG_SETMASK, &old, NULL);
+	if (!p->prober_started) {
+		r = -EAGAIN;
+		goto fail;
+	}
 	refresh_counters(p);
 	*ret = &p->base;
 	return 0;

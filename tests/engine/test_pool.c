@@ -14,6 +14,8 @@
  *            back from the last one.
  *   linkcut: the same with one server's link set down mid-run; the link comes
  *            back and the server is used again.
+ *   stall:   the same with one server stopped (SIGSTOP); it resumes, is
+ *            probed and used again.
  *   quota:   one server with a small quota: pages go to the others, the
  *            engine never keeps a page for lack of room.
  *   toomany: two of three servers killed under 2 replicas: the program stops
@@ -367,6 +369,12 @@ static void cut_s2(void)
 	CHECK(sh("ip -n %s link set %s down", g_ns_cli, g_if_cli[2]) == 0);
 }
 
+static void stop_s0(void)
+{
+	fprintf(stderr, "  SIGSTOP server 0 after %ld ops\n", g_ops_done);
+	kill(g_srv_pid[0], SIGSTOP);
+}
+
 static void no_fault(void)
 {
 }
@@ -433,6 +441,42 @@ static int t_linkcut(void)
 	CHECK(!g_bad);
 	print_stats(e, "link back, all rewritten and read back", &s);
 	CHECK_EQ(s.pages_lost, 0);
+	sdrsa_region_free(rg);
+	sdrsa_engine_free(e);
+	stop_servers();
+	return T_PASS;
+}
+
+/* A server that stalls (SIGSTOP): taken as down after the timeouts, its
+ * pages copied again; when it resumes it is probed, its stale copies freed,
+ * and it takes pages again. */
+static int t_stall(void)
+{
+	start_all();
+	struct sdrsa_engine *e = pool_engine("pool-stall", 2, 0);
+	struct sdrsa_region *rg;
+	struct sdrsa_engine_stats s;
+	reset_workload(&rg, e);
+	torture(stop_s0);
+	print_stats(e, "after the run", &s);
+	CHECK_EQ(s.servers_up, 2);
+	wait_replicated(e, &s);
+	CHECK(s.pages_rereplicated > 0);
+	kill(g_srv_pid[0], SIGCONT);
+	uint64_t t0 = sdrsa_now_ms();
+	do {
+		usleep(100000);
+		CHECK(sdrsa_engine_stats(e, &s) == 0);
+		CHECK(sdrsa_now_ms() - t0 < 20000);
+	} while (s.servers_up != 3);
+	for (unsigned i = 0; i < NPAGES; i++) {
+		g_ver[i]++;
+		t_fill(g_mem + (size_t)i * PG, i, g_ver[i]);
+	}
+	/* Everything read back while server 0 holds copies again. */
+	scan_all();
+	CHECK(!g_bad);
+	print_stats(e, "resumed, rewritten and read back", &s);
 	sdrsa_region_free(rg);
 	sdrsa_engine_free(e);
 	stop_servers();
@@ -653,7 +697,7 @@ int main(int argc, char **argv)
 		const char *name;
 		int (*fn)(void);
 	} tests[] = {
-		{"kill", t_kill},	{"linkcut", t_linkcut}, {"quota", t_quota},
+		{"kill", t_kill},	{"linkcut", t_linkcut}, {"stall", t_stall}, {"quota", t_quota},
 		{"toomany", t_toomany}, {"drain", t_drain},	{"rsa_app", t_rsa_app},
 	};
 	if (argc < 3) {
