@@ -146,8 +146,10 @@ static int setup_netns(void)
 		return skip_or_fail("iproute2 (ip) not installed");
 	snprintf(g_ns_cli, sizeof(g_ns_cli), "sdrsa-pool-%d-c", pid);
 	atexit(teardown);
-	signal(SIGINT, on_signal);
-	signal(SIGTERM, on_signal);
+	/* Clean up on every way out: exit (atexit), a signal, a crash. */
+	int sigs[] = {SIGINT, SIGTERM, SIGHUP, SIGABRT, SIGSEGV, SIGBUS, SIGALRM};
+	for (size_t i = 0; i < ARRAY_SIZE(sigs); i++)
+		signal(sigs[i], on_signal);
 	g_netns = 1;
 	if (sh("ip netns add %s", g_ns_cli) || sh("ip -n %s link set lo up", g_ns_cli))
 		return T_FAIL;
