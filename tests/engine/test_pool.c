@@ -116,11 +116,40 @@ static void teardown(void)
 	}
 }
 
-static void on_signal(int sig)
+/* A child that outlives us: when this process ends in any way (a crash,
+ * SIGKILL, a timeout), our end of the pipe closes and it kills what runs in
+ * the namespaces and deletes them. Signal handlers could not do that safely
+ * in a process with the engine's threads. */
+static void start_janitor(void)
 {
-	teardown();
-	signal(sig, SIG_DFL);
-	raise(sig);
+	int pfd[2];
+	/* Close-on-exec: the servers we start must not keep it open. */
+	CHECK(pipe2(pfd, O_CLOEXEC) == 0);
+	pid_t pid = fork();
+	CHECK(pid >= 0);
+	if (pid > 0) {
+		close(pfd[0]);
+		return;
+	}
+	g_netns = 0; /* never run the parent's atexit teardown here */
+	signal(SIGINT, SIG_IGN);
+	signal(SIGTERM, SIG_IGN);
+	setsid();
+	close(pfd[1]);
+	char c;
+	while (read(pfd[0], &c, 1) > 0)
+		;
+	char cmd[512];
+	for (int i = -1; i < NSRV; i++) {
+		const char *ns = i < 0 ? g_ns_cli : g_ns_srv[i];
+		snprintf(cmd, sizeof(cmd),
+			 "ip netns pids %s 2>/dev/null | xargs -r kill -9; ip netns del %s 2>/dev/null",
+			 ns, ns);
+		if (system(cmd)) {
+			/* already gone */
+		}
+	}
+	_exit(0);
 }
 
 /* Skip, or fail on CI, when the machine cannot make namespaces. */
@@ -146,16 +175,15 @@ static int setup_netns(void)
 		return skip_or_fail("iproute2 (ip) not installed");
 	snprintf(g_ns_cli, sizeof(g_ns_cli), "sdrsa-pool-%d-c", pid);
 	atexit(teardown);
-	/* Clean up on every way out: exit (atexit), a signal, a crash. */
-	int sigs[] = {SIGINT, SIGTERM, SIGHUP, SIGABRT, SIGSEGV, SIGBUS, SIGALRM};
-	for (size_t i = 0; i < ARRAY_SIZE(sigs); i++)
-		signal(sigs[i], on_signal);
+	for (int i = 0; i < NSRV; i++)
+		snprintf(g_ns_srv[i], sizeof(g_ns_srv[i]), "sdrsa-pool-%d-s%d", pid, i);
+	/* Clean up on every way out: exit (atexit), or the janitor. */
+	start_janitor();
 	g_netns = 1;
 	if (sh("ip netns add %s", g_ns_cli) || sh("ip -n %s link set lo up", g_ns_cli))
 		return T_FAIL;
 	for (int i = 0; i < NSRV; i++) {
 		char if_srv[16];
-		snprintf(g_ns_srv[i], sizeof(g_ns_srv[i]), "sdrsa-pool-%d-s%d", pid, i);
 		snprintf(g_if_cli[i], sizeof(g_if_cli[i]), "spc%d-%d", pid % 100000, i);
 		snprintf(if_srv, sizeof(if_srv), "sps%d-%d", pid % 100000, i);
 		snprintf(g_addr[i], sizeof(g_addr[i]), "198.18.8.%d:2223", 4 * i + 1);
