@@ -14,8 +14,8 @@
  * configured weight, else its free pages at connect) spread pages by
  * capacity. Because a full or dead server is skipped, the location of a key
  * is not a function of the key: the location table (key -> bit mask of
- * servers, 12 bytes per page in an open-addressing hash) says where the
- * copies are.
+ * servers, 12 bytes per slot of an open-addressing hash at most 3/4 full:
+ * 16 to 32 bytes per page) says where the copies are.
  *
  * Reads go to the copy on the up server with the lowest round-trip estimate
  * (PING every second, EWMA); a failed read tries the other copies. A key with
