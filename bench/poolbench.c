@@ -38,6 +38,7 @@
 #define NSRV 3
 
 static const char *server_bin = "memory-server";
+static const char *server_busy_poll = "50"; /* memory-server --busy-poll (its default) */
 static pid_t srv_pid[NSRV];
 static char srv_addr[NSRV][64];
 static FILE *csv;
@@ -73,7 +74,7 @@ static int start_server(int i, const char *size)
 		close(pfd[0]);
 		close(pfd[1]);
 		execl(server_bin, server_bin, size, "--listen", "127.0.0.1:0", "--quiet", "--threads",
-		      "1", (char *)NULL);
+		      "1", "--busy-poll", server_busy_poll, (char *)NULL);
 		_exit(127);
 	}
 	close(pfd[1]);
@@ -113,7 +114,7 @@ static void row(const char *part, const char *what, double value, const char *un
 static void log_quiet(void *ud, int level, const char *msg)
 {
 	(void)ud;
-	if (level <= SDRSA_LOG_ERR)
+	if (level <= SDRSA_LOG_WARN) /* a server down, full or draining is worth seeing */
 		fprintf(stderr, "  engine: %s\n", msg);
 }
 
@@ -398,6 +399,7 @@ int main(int argc, char **argv)
 		{"ops", required_argument, NULL, 'n'},	{"only", required_argument, NULL, 'o'},
 		{"server-bin", required_argument, NULL, 'S'},
 		{"csv", required_argument, NULL, 'c'},	{"reps", required_argument, NULL, 'r'},
+		{"busy-poll", required_argument, NULL, 'B'},
 		{"help", no_argument, NULL, 'h'},	{NULL, 0, NULL, 0},
 	};
 	uint64_t size = 256 * MIB, ops = 300000;
@@ -426,6 +428,9 @@ int main(int argc, char **argv)
 		case 'S':
 			server_bin = optarg;
 			break;
+		case 'B':
+			server_busy_poll = optarg;
+			break;
 		case 'c':
 			csv = fopen(optarg, "w");
 			break;
@@ -433,7 +438,8 @@ int main(int argc, char **argv)
 			fprintf(c == 'h' ? stdout : stderr,
 				"Usage: poolbench [--quick] [--size SIZE] [--ops N] [--reps N]\n"
 				"                 [--only tput,work,restore] [--server-bin PATH] "
-				"[--csv FILE]\n");
+				"[--csv FILE]\n"
+				"                 [--busy-poll US]  (the servers' --busy-poll, 50)\n");
 			return c == 'h' ? 0 : 2;
 		}
 	}
