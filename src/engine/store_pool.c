@@ -27,8 +27,9 @@
  * and a minimal retry budget when R >= 2) is marked down: its bit is cleared
  * from every key, those keys count as under-replicated, and the keys it held
  * are remembered so that they are freed there if it comes back. A down
- * server is probed (connect) every second; one that answers is used again
- * for new pages and re-replication. Every second the up servers get a PING
+ * server is probed (connect and handshake) every second by the prober
+ * thread, so that a stalled server never blocks the engine's thread; one
+ * that answers is used again for new pages and re-replication. Every second the up servers get a PING
  * (round trip) and a STATS (the server says whether it is draining).
  *
  * Re-replication runs in store_pool's tick (called by the engine's thread
@@ -39,7 +40,9 @@
  * it.
  *
  * Threading: like every store, used by one thread at a time (the engine's
- * lock covers the tick too), so nothing here locks.
+ * lock covers the tick too). The prober thread only connects and hands the
+ * connected store over under pmu; it touches nothing else. A fork child has
+ * no prober and probes nothing.
  */
 #include <errno.h>
 #include <math.h>
