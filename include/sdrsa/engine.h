@@ -56,9 +56,17 @@ enum sdrsa_engine_backend {
 	SDRSA_BACKEND_MEMCACHED = 1, /* a memcached fleet: docs/MEMCACHED.md */
 };
 
+/* One memory server of a pool (see `pool` below and docs/POOL.md). */
+struct sdrsa_pool_server {
+	const char *address; /* as sdrsa_client_config.address */
+	unsigned weight;     /* relative share of pages; 0: the server's free capacity */
+	const uint8_t *key;  /* this server's key for `name`; NULL: the config's key */
+};
+
 struct sdrsa_engine_config {
-	/* Memory server: as sdrsa_client_config.address. Required. With
-	 * SDRSA_BACKEND_MEMCACHED: the memcached servers, "HOST:PORT,...". */
+	/* Memory server: as sdrsa_client_config.address. Required unless
+	 * `pool` is given. With SDRSA_BACKEND_MEMCACHED: the memcached
+	 * servers, "HOST:PORT,...". */
 	const char *server;
 	/* Namespace on the server. NULL: "sdrsa-<hostname>-<pid>". Pages of a
 	 * namespace belong to one engine: two live engines must not share one. */
@@ -88,12 +96,22 @@ struct sdrsa_engine_config {
 	/* Where pages go. With memcached, `name` is the key prefix and `key`
 	 * is not used (memcached has no client authentication here). */
 	enum sdrsa_engine_backend backend;
+	/* A pool of memory servers instead of `server` (pool_size > 0): every
+	 * page on `replicas` of them (0: 2 with at least two servers, else 1),
+	 * placed by weighted rendezvous hashing; a dead server's pages are read
+	 * from their other copies and copied again in the background. At most
+	 * 32 servers. timeout_ms is then per server (0: 1000). */
+	const struct sdrsa_pool_server *pool;
+	size_t pool_size;
+	unsigned replicas;
 };
 
-/* Connect to the server and start the engine. Returns 0, -ENOSYS (no
+/* Connect to the server (or the pool) and start the engine. Returns 0,
+ * -EINVAL (also: more replicas than servers), -EHOSTDOWN (fewer servers
+ * answer than replicas asked for), -ENOSYS (no
  * userfaultfd or a feature it needs, e.g. UFFDIO_MOVE), -EPERM (userfaultfd
- * not allowed: see vm.unprivileged_userfaultfd), -EINVAL, or a client error
- * such as -ECONNREFUSED. */
+ * not allowed: see vm.unprivileged_userfaultfd), or a client error such as
+ * -ECONNREFUSED. */
 int sdrsa_engine_new(const struct sdrsa_engine_config *cfg, struct sdrsa_engine **ret);
 /* Stop the engine, unmap its regions, free its pages on the server. Accepts
  * NULL. Memory registered with sdrsa_engine_manage() must not be touched
@@ -142,6 +160,11 @@ struct sdrsa_engine_stats {
 	uint64_t lat_p50_ns, lat_p90_ns, lat_p99_ns, lat_max_ns;
 	/* Same, remote faults only. */
 	uint64_t remote_p50_ns, remote_p99_ns;
+	/* Pool (1 and 1 with a single server). */
+	uint64_t servers_total, servers_up;
+	uint64_t pages_under_replicated; /* stored with fewer copies than `replicas` now */
+	uint64_t pages_rereplicated;     /* copies made again after a server died or drained */
+	uint64_t pages_lost;             /* no copy left now (reading one stops the program) */
 };
 
 int sdrsa_engine_stats(struct sdrsa_engine *e, struct sdrsa_engine_stats *out);

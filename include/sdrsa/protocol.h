@@ -171,6 +171,7 @@ struct sdrsa_stats {
 	uint64_t bytes_in;      /* bytes received */
 	uint64_t bytes_out;     /* bytes sent */
 	uint64_t uptime_ms;
+	uint64_t draining;      /* 1: taking no new pages, exits when empty (pool drain) */
 };
 #define SDRSA_STATS_FIELDS (sizeof(struct sdrsa_stats) / sizeof(uint64_t))
 #define SDRSA_STATS_SIZE (4u + SDRSA_STATS_FIELDS * 8u)

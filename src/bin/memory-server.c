@@ -79,7 +79,8 @@ static void usage(FILE *f)
 	    "  -V, --version             show the version and exit\n"
 	    "\n"
 	    "Signals: SIGTERM/SIGINT shut down cleanly; SIGUSR1 logs page counts per client;\n"
-	    "SIGHUP reloads the key file. See memory-server(1) and docs/OPERATIONS.md.\n",
+	    "SIGHUP reloads the key file; SIGUSR2 drains: refuse new pages, exit once the\n"
+	    "clients (a pool) have moved theirs away. See memory-server(1), docs/OPERATIONS.md.\n",
 	    SDRSA_DEFAULT_PORT, SDRSA_SERVER_MAX_THREADS_DEFAULT, SDRSA_SERVER_MAX_CONNS,
 	    SDRSA_SERVER_BUSY_POLL_US);
 }
@@ -184,6 +185,13 @@ static void on_usr1(int sig)
 		sdrsa_server_request_dump(g_server);
 }
 
+static void on_usr2(int sig)
+{
+	(void)sig;
+	if (g_server)
+		sdrsa_server_request_drain(g_server);
+}
+
 static void on_hup(int sig)
 {
 	(void)sig;
@@ -202,6 +210,8 @@ static void install_signals(void)
 	sigaction(SIGINT, &sa, NULL);
 	sa.sa_handler = on_usr1;
 	sigaction(SIGUSR1, &sa, NULL);
+	sa.sa_handler = on_usr2;
+	sigaction(SIGUSR2, &sa, NULL);
 	sa.sa_handler = on_hup;
 	sigaction(SIGHUP, &sa, NULL);
 	sa.sa_handler = SIG_IGN;

@@ -5,6 +5,7 @@
  *   vm    NAME [options] -- QEMU...        a guest's RAM on the pool (src/vm)
  *   watch NAME GUEST-PHYS-ADDR             the seed's watch mode (src/vm)
  *   stat  NAME                             statistics of a running VM (src/vm)
+ *   pool  status|drain ...                 a pool of servers (rsa-pool.c)
  *
  * rsa-app run [options] -- PROGRAM [ARGS...]: run an unmodified program with
  * its large anonymous memory managed by the sdrsa paging engine, at most
@@ -39,6 +40,8 @@
 
 #include "common/util.h"
 #include "engine/store.h"
+#include "engine/poolconf.h"
+#include "rsa-pool.h"
 #include "vm/vm_cli.h"
 
 #define PROG "rsa-app"
@@ -58,9 +61,16 @@ static void usage(FILE *f)
 		"the rest lives on the memory server at ADDR and comes back when touched.\n"
 		"\n"
 		"Options:\n"
-		"  -s, --server ADDR         memory server: HOST:PORT, HOST, unix:PATH; with\n"
+		"  -s, --server ADDR         memory server: HOST:PORT, HOST, unix:PATH; repeat\n"
+		"                            it for a pool of servers (docs/POOL.md); with\n"
 		"                            --backend memcached a memcached HOST:PORT, repeated\n"
 		"                            for each server of the fleet\n"
+		"      --servers FILE        a pool file: one server per line, 'ADDRESS\n"
+		"                            [weight=N] [key-file=PATH]', # comments\n"
+		"      --replicas R          a pool keeps every page on R servers (default 2\n"
+		"                            with two servers or more, else 1); a dead server's\n"
+		"                            pages are read from their other copies and copied\n"
+		"                            again in the background\n"
 		"      --backend KIND        where pages go: sdrsa (memory servers, default) or\n"
 		"                            memcached (an existing fleet: no quotas, no client\n"
 		"                            authentication; a page memcached evicted or lost\n"
@@ -79,11 +89,17 @@ static void usage(FILE *f)
 		"  -k, --key-file FILE       authenticate with NAME's key from FILE\n"
 		"      --retry DUR           reconnect for this long before giving up (10s)\n"
 		"      --timeout DUR         wait this long for the server's answer before\n"
-		"                            reconnecting (5s); a stalled server stops the\n"
+		"                            reconnecting (5s; in a pool 1s, then the server\n"
+		"                            is taken as down); a stalled server stops the\n"
 		"                            program within about 2 x --timeout + --retry\n"
 		"  -h, --help                show this help\n"
 		"\n"
-		"Environment: SDRSA_PRELOAD overrides the path of libsdrsa-preload.so.\n");
+		"Environment: SDRSA_PRELOAD overrides the path of libsdrsa-preload.so.\n"
+		"\n"
+		"Usage: " PROG " pool status [FILE] [--server ADDR]... [--name NAME] [-k KEYFILE]\n"
+		"       " PROG " pool drain ADDR [--pid PID] [--timeout DUR]\n"
+		"Each server of a pool: up/down, pages, free, latency; drain (on the server's\n"
+		"host) moves a server's pages to the others before it stops (docs/POOL.md).\n");
 }
 
 static int bad(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
@@ -182,7 +198,7 @@ static void set_env_u64(const char *name, uint64_t v)
 int main(int argc, char **argv)
 {
 	enum { O_PREFETCH = 256, O_POLICY, O_STATS, O_INTERVAL, O_JSON, O_NAME, O_RETRY, O_TIMEOUT,
-	       O_BACKEND };
+	       O_BACKEND, O_SERVERS, O_REPLICAS };
 	static const struct option opts[] = {
 		{"server", required_argument, NULL, 's'},
 		{"local", required_argument, NULL, 'l'},
@@ -197,6 +213,8 @@ int main(int argc, char **argv)
 		{"retry", required_argument, NULL, O_RETRY},
 		{"timeout", required_argument, NULL, O_TIMEOUT},
 		{"backend", required_argument, NULL, O_BACKEND},
+		{"servers", required_argument, NULL, O_SERVERS},
+		{"replicas", required_argument, NULL, O_REPLICAS},
 		{"help", no_argument, NULL, 'h'},
 		{NULL, 0, NULL, 0},
 	};
@@ -212,36 +230,52 @@ int main(int argc, char **argv)
 		return rsa_watch_main(argc - 1, argv + 1);
 	if (argc >= 2 && !strcmp(argv[1], "stat"))
 		return rsa_stat_main(argc - 1, argv + 1);
+	if (argc >= 2 && !strcmp(argv[1], "pool"))
+		return rsa_pool_main(argc - 1, argv + 1);
 	if (argc < 2 || strcmp(argv[1], "run") != 0) {
 		if (argc < 2)
-			return bad("missing command: %s", "use run, vm, watch or stat");
-		return bad("unknown command '%s' (use run, vm, watch or stat)", argv[1]);
+			return bad("missing command: %s", "use run, vm, watch, stat or pool");
+		return bad("unknown command '%s' (use run, vm, watch, stat or pool)", argv[1]);
 	}
 	const char *server = NULL, *local = NULL, *json = NULL, *name = NULL, *keyfile = NULL;
 	const char *policy = "clock";
 	uint64_t threshold = 1u << 20, interval = 0, retry = 10000, budget = 0, timeout = 5000;
-	int prefetch = 1, stats = 0, c;
+	int prefetch = 1, stats = 0, c, timeout_set = 0, memcached = 0;
+	const char *server_args[POOLCONF_MAX + 1], *pool_files[8];
+	size_t nserver_args = 0, npool_files = 0;
+	unsigned long replicas = 0;
 	/* --backend memcached: every --server, joined as "H:P,H:P" */
-	int memcached = 0, nservers = 0;
 	char mcservers[4096] = "";
 	optind = 2;
 	while ((c = getopt_long(argc, argv, "+s:l:t:k:h", opts, NULL)) != -1) {
 		switch (c) {
 		case 's':
+			if (nserver_args == POOLCONF_MAX)
+				return bad("more than %d servers", POOLCONF_MAX);
+			server_args[nserver_args++] = optarg;
 			server = optarg;
 			if (strchr(optarg, ','))
 				return bad("--server %s: one address per --server", optarg);
-			if (strlen(mcservers) + strlen(optarg) + 2 > sizeof(mcservers))
-				return bad("--server: too many servers");
-			if (nservers++)
-				strcat(mcservers, ",");
-			strcat(mcservers, optarg);
 			break;
 		case O_BACKEND:
 			if (strcmp(optarg, "sdrsa") && strcmp(optarg, "memcached"))
 				return bad("--backend %s: use sdrsa or memcached", optarg);
 			memcached = !strcmp(optarg, "memcached");
 			break;
+		case O_SERVERS:
+			if (npool_files == ARRAY_SIZE(pool_files))
+				return bad("--servers given more than %zu times", ARRAY_SIZE(pool_files));
+			pool_files[npool_files++] = optarg;
+			break;
+		case O_REPLICAS: {
+			char *end;
+			errno = 0;
+			replicas = strtoul(optarg, &end, 10);
+			if (errno || *end || end == optarg || replicas < 1 || replicas > POOLCONF_MAX)
+				return bad("--replicas %s: a whole number from 1 to %d", optarg,
+					   POOLCONF_MAX);
+			break;
+		}
 		case 'l':
 			local = optarg;
 			break;
@@ -285,6 +319,7 @@ int main(int argc, char **argv)
 			    timeout > 600000)
 				return bad("--timeout %s: not a duration of at most 10m (e.g. 5s)",
 					   optarg);
+			timeout_set = 1;
 			break;
 		case 'h':
 			usage(stdout);
@@ -293,9 +328,19 @@ int main(int argc, char **argv)
 			return 2;
 		}
 	}
-	if (!server)
-		return bad("missing %s", "--server ADDR");
+	if (!server && !npool_files)
+		return bad("missing %s", "--server ADDR or --servers FILE");
 	if (memcached) {
+		if (npool_files || replicas)
+			return bad("--servers and --replicas are for memory servers (%s)",
+				   "memcached spreads pages over its fleet itself");
+		for (size_t i = 0; i < nserver_args; i++) {
+			if (strlen(mcservers) + strlen(server_args[i]) + 2 > sizeof(mcservers))
+				return bad("--server: too many servers (%zu)", nserver_args);
+			if (i)
+				strcat(mcservers, ",");
+			strcat(mcservers, server_args[i]);
+		}
 		server = mcservers;
 		for (char *a = mcservers; *a;) {
 			size_t n = strcspn(a, ",");
@@ -316,9 +361,6 @@ int main(int argc, char **argv)
 					   "it prefixes memcached keys");
 		if (name && strlen(name) > 182)
 			return bad("--name: at most 182 bytes (%s)", "it prefixes memcached keys");
-	} else if (nservers > 1) {
-		return bad("one --server for a memory server (%s)",
-			   "several are for --backend memcached");
 	}
 	if (!local)
 		return bad("missing %s", "--local SIZE");
@@ -350,6 +392,30 @@ int main(int argc, char **argv)
 			return 1;
 		}
 		sdrsa_hex_encode(key, sizeof(key), keyhex);
+	}
+
+	/* A pool: more than one server, a pool file or --replicas. */
+	static struct poolconf pool;
+	int is_pool = !memcached && (nserver_args > 1 || npool_files || replicas > 0);
+	char poolerr[512];
+	for (size_t i = 0; is_pool && i < nserver_args; i++)
+		if (poolconf_add(&pool, server_args[i], 0, NULL, poolerr, sizeof(poolerr)) < 0)
+			return bad("--server: %s", poolerr);
+	for (size_t i = 0; i < npool_files; i++) {
+		r = poolconf_load(&pool, pool_files[i], name, poolerr, sizeof(poolerr));
+		if (r < 0) {
+			fprintf(stderr, PROG ": %s\n", poolerr);
+			return r == -EINVAL || r == -EEXIST || r == -E2BIG ? 2 : 1;
+		}
+	}
+	if (is_pool) {
+		unsigned rep = replicas ? (unsigned)replicas : pool.n >= 2 ? 2 : 1;
+		if (rep > pool.n)
+			return bad("--replicas %u: the pool has only %zu server%s", rep, pool.n,
+				   pool.n == 1 ? "" : "s");
+		r = rsa_pool_check(&pool, name, keyfile ? key : NULL, rep);
+		if (r)
+			return r;
 	}
 
 	char preload[PATH_MAX];
@@ -386,12 +452,13 @@ int main(int argc, char **argv)
 		.timeout_ms = 3000,
 	};
 	struct sdrsa_client *cl = NULL;
-	r = memcached ? 0 : sdrsa_client_connect(&cc, &cl);
+	r = memcached || is_pool ? 0 : sdrsa_client_connect(&cc, &cl);
 	if (r < 0) {
 		fprintf(stderr, PROG ": cannot reach memory server %s: %s\n", server, strerror(-r));
 		return 1;
 	}
-	sdrsa_client_free(cl);
+	if (!is_pool)
+		sdrsa_client_free(cl);
 
 	fflush(NULL);
 	g_child = fork();
@@ -401,14 +468,27 @@ int main(int argc, char **argv)
 	}
 	if (g_child == 0) {
 		set_env_u64("SDRSA_STATS_PID", (uint64_t)getpid());
-		setenv("SDRSA_SERVER", server, 1);
+		if (is_pool) {
+			char *enc = poolconf_encode(&pool);
+			if (!enc) {
+				fprintf(stderr, PROG ": out of memory\n");
+				_exit(1);
+			}
+			setenv("SDRSA_POOL", enc, 1);
+			if (replicas)
+				set_env_u64("SDRSA_REPLICAS", replicas);
+			setenv("SDRSA_SERVER", "pool", 1);
+		} else {
+			setenv("SDRSA_SERVER", server, 1);
+		}
 		setenv("SDRSA_NAME", name, 1);
 		set_env_u64("SDRSA_LOCAL", budget);
 		set_env_u64("SDRSA_THRESHOLD", threshold);
 		set_env_u64("SDRSA_PREFETCH", (uint64_t)prefetch);
 		setenv("SDRSA_POLICY", policy, 1);
 		set_env_u64("SDRSA_RETRY_MS", retry);
-		set_env_u64("SDRSA_TIMEOUT_MS", timeout);
+		if (!is_pool || timeout_set)
+			set_env_u64("SDRSA_TIMEOUT_MS", timeout);
 		/* rsa-app frees the namespace once the program is gone (on
 		 * memcached through the key ranges the engines record there). */
 		setenv("SDRSA_FREE_AT_EXIT", "0", 1);
@@ -450,7 +530,7 @@ int main(int argc, char **argv)
 			return 1;
 		}
 
-	/* The program is gone: free whatever it left on the server. */
+	/* The program is gone: free whatever it left on the server(s). */
 	cc.timeout_ms = 2000;
 	if (memcached) {
 		/* Every server must answer first: libmemcached can trip on one
@@ -462,6 +542,8 @@ int main(int argc, char **argv)
 		else if (store_memcached_free_namespace(server, name, 2000, &deleted) < 0)
 			fprintf(stderr, PROG ": could not free the program's pages on memcached %s\n",
 				server);
+	} else if (is_pool) {
+		rsa_pool_free_all(&pool, name, keyfile ? key : NULL);
 	} else if (sdrsa_client_connect(&cc, &cl) == 0) {
 		uint64_t freed = 0;
 		if (sdrsa_free_all(cl, &freed) < 0)

@@ -1382,9 +1382,21 @@ static void test_fault_point(struct sdrsa_engine *e)
 	*(volatile int *)bad = 1; /* a real fault: the kernel kills the process */
 }
 
+/* Run the store's tick when it is due (*at, ms; UINT64_MAX: never). */
+static void store_tick(struct sdrsa_engine *e, uint64_t *at)
+{
+	if (!e->store || !e->store->ops->tick || *at == UINT64_MAX || sdrsa_now_ms() < *at)
+		return;
+	pthread_mutex_lock(&e->lock);
+	int ms = e->dead ? -1 : e->store->ops->tick(e->store);
+	pthread_mutex_unlock(&e->lock);
+	*at = ms < 0 ? UINT64_MAX : sdrsa_now_ms() + (uint64_t)ms;
+}
+
 static void handler_loop(struct sdrsa_engine *e)
 {
 	uint64_t spin_ns = (uint64_t)e->spin_us * 1000u, last = 0, busy = 0;
+	uint64_t tick_at = e->store && e->store->ops->tick ? 0 : UINT64_MAX;
 	for (;;) {
 		if (__atomic_load_n(&e->stopping, __ATOMIC_ACQUIRE))
 			break;
@@ -1397,6 +1409,7 @@ static void handler_loop(struct sdrsa_engine *e)
 			test_fault_point(e);
 		}
 		pthread_mutex_unlock(&e->lock);
+		store_tick(e, &tick_at);
 		if (got) {
 			last = sdrsa_now_ns();
 			/* Busy for long: still notice fork children that are gone. */
@@ -1417,6 +1430,13 @@ static void handler_loop(struct sdrsa_engine *e)
 		if (e->full_since && !e->dead) {
 			uint64_t now = sdrsa_now_ms();
 			timeout = e->full_retry_at > now ? (int)(e->full_retry_at - now) : 0;
+		}
+		/* The store's background work (a pool's probes and copies). */
+		if (tick_at != UINT64_MAX && !e->dead) {
+			uint64_t now = sdrsa_now_ms();
+			int t = tick_at > now ? (int)MIN(tick_at - now, 60000u) : 0;
+			if (timeout < 0 || t < timeout)
+				timeout = t;
 		}
 		/* stopfd, uffd, kickfd, then the fork children's descriptors
 		 * (read under the lock; kickfd tells us when they change). */
@@ -1713,9 +1733,43 @@ out_free:
 	return r;
 }
 
+/* The store of a pool (cfg->pool): every server with its own key or the
+ * config's; desc gets "pool of N servers (A, B, ...)" for messages. */
+static int engine_pool_store(const struct sdrsa_engine_config *cfg, const char *name, char *desc,
+			     size_t ndesc, struct store **ret)
+{
+	struct sdrsa_pool_server srv[STORE_POOL_MAX];
+	if (cfg->pool_size > STORE_POOL_MAX)
+		return -EINVAL;
+	size_t o = (size_t)snprintf(desc, ndesc, "pool of %zu servers (", cfg->pool_size);
+	for (size_t i = 0; i < cfg->pool_size; i++) {
+		srv[i] = cfg->pool[i];
+		if (!srv[i].address)
+			return -EINVAL;
+		if (!srv[i].key)
+			srv[i].key = cfg->key;
+		if (o < ndesc)
+			o += (size_t)snprintf(desc + o, ndesc - o, "%s%s", i ? ", " : "",
+					      srv[i].address);
+	}
+	if (o < ndesc)
+		snprintf(desc + o, ndesc - o, ")");
+	struct store_pool_config pc = {
+		.servers = srv,
+		.n = cfg->pool_size,
+		.replicas = cfg->replicas,
+		.name = name,
+		.timeout_ms = cfg->timeout_ms,
+		.retry_ms = cfg->retry_ms,
+		.log = cfg->log,
+		.log_userdata = cfg->log_userdata,
+	};
+	return store_pool_new(&pc, ret);
+}
+
 int sdrsa_engine_new(const struct sdrsa_engine_config *cfg, struct sdrsa_engine **ret)
 {
-	if (!cfg || !cfg->server || !ret)
+	if (!cfg || (!cfg->server && !cfg->pool_size) || !ret)
 		return -EINVAL;
 	if (cfg->local_bytes / PAGE < 64 || cfg->staging_pct > 50)
 		return -EINVAL;
@@ -1743,16 +1797,26 @@ int sdrsa_engine_new(const struct sdrsa_engine_config *cfg, struct sdrsa_engine 
 		.log_userdata = cfg->log_userdata,
 	};
 	struct store *s;
-	int r = cfg->backend == SDRSA_BACKEND_MEMCACHED
-			? store_memcached_new(cfg->server, name, cfg->timeout_ms, cfg->retry_ms, &s)
-			: store_sdrsa_new(&cc, cfg->retry_ms, &s);
+	struct sdrsa_engine_config c2 = *cfg;
+	char desc[256];
+	int r;
+	if (cfg->backend == SDRSA_BACKEND_MEMCACHED && cfg->pool_size)
+		r = -EINVAL; /* memcached spreads pages over its fleet itself */
+	else if (cfg->backend == SDRSA_BACKEND_MEMCACHED)
+		r = store_memcached_new(cfg->server, name, cfg->timeout_ms, cfg->retry_ms, &s);
+	else if (cfg->pool_size)
+		r = engine_pool_store(cfg, name, desc, sizeof(desc), &s);
+	else
+		r = store_sdrsa_new(&cc, cfg->retry_ms, &s);
 	if (r >= 0) {
-		struct sdrsa_engine_config c2 = *cfg;
 		c2.name = name;
-		char shown[256]; /* messages say "memory server memcached HOST:PORT,..." */
+		/* Messages say "memory server memcached HOST:PORT,..." or name
+		 * the pool's servers. */
 		if (cfg->backend == SDRSA_BACKEND_MEMCACHED) {
-			snprintf(shown, sizeof(shown), "memcached %s", cfg->server);
-			c2.server = shown;
+			snprintf(desc, sizeof(desc), "memcached %s", cfg->server);
+			c2.server = desc;
+		} else if (cfg->pool_size) {
+			c2.server = desc;
 		}
 		r = engine_new_with_store(&c2, s, ret);
 	}
@@ -1863,6 +1927,11 @@ static void stats_locked(struct sdrsa_engine *e, struct sdrsa_engine_stats *out)
 	out->bytes_sent = e->store->bytes_sent;
 	out->bytes_recv = e->store->bytes_recv;
 	out->retries = e->store->retries;
+	out->servers_total = e->store->servers_total;
+	out->servers_up = e->store->servers_up;
+	out->pages_under_replicated = e->store->pages_under_replicated;
+	out->pages_rereplicated = e->store->pages_rereplicated;
+	out->pages_lost = e->store->pages_lost;
 	out->lat_p50_ns = sdrsa_hist_pct(&e->lat_all, 50);
 	out->lat_p90_ns = sdrsa_hist_pct(&e->lat_all, 90);
 	out->lat_p99_ns = sdrsa_hist_pct(&e->lat_all, 99);
@@ -1896,7 +1965,10 @@ int sdrsa_engine_format_stats(const struct sdrsa_engine_stats *s, int json, char
 			"\"events\":%llu,\"retries\":%llu,\"writes_predicted\":%llu,"
 			"\"store_refusals\":%llu,"
 			"\"fault_latency_ns\":{\"p50\":%llu,\"p90\":%llu,\"p99\":%llu,\"max\":%llu},"
-			"\"remote_fault_latency_ns\":{\"p50\":%llu,\"p99\":%llu}}",
+			"\"remote_fault_latency_ns\":{\"p50\":%llu,\"p99\":%llu},"
+			"\"servers_total\":%llu,\"servers_up\":%llu,"
+			"\"pages_under_replicated\":%llu,\"pages_rereplicated\":%llu,"
+			"\"pages_lost\":%llu}",
 			(unsigned long long)s->budget_pages, (unsigned long long)s->managed_bytes,
 			(unsigned long long)s->faults_zero, (unsigned long long)s->faults_remote,
 			(unsigned long long)s->faults_refill, (unsigned long long)s->faults_wp,
@@ -1911,8 +1983,11 @@ int sdrsa_engine_format_stats(const struct sdrsa_engine_stats *s, int json, char
 			(unsigned long long)s->store_refusals, (unsigned long long)s->lat_p50_ns,
 			(unsigned long long)s->lat_p90_ns, (unsigned long long)s->lat_p99_ns,
 			(unsigned long long)s->lat_max_ns, (unsigned long long)s->remote_p50_ns,
-			(unsigned long long)s->remote_p99_ns);
-	return snprintf(buf, n,
+			(unsigned long long)s->remote_p99_ns, (unsigned long long)s->servers_total,
+			(unsigned long long)s->servers_up,
+			(unsigned long long)s->pages_under_replicated,
+			(unsigned long long)s->pages_rereplicated, (unsigned long long)s->pages_lost);
+	int len = snprintf(buf, n,
 			"faults zero %llu remote %llu refill %llu wp %llu | pages in %llu "
 			"(prefetched %llu) out %llu dropped %llu | sent %.1f MiB | "
 			"resident %llu staged %llu remote %llu dirty %llu (budget %llu) | "
@@ -1926,6 +2001,17 @@ int sdrsa_engine_format_stats(const struct sdrsa_engine_stats *s, int json, char
 			(unsigned long long)s->dirty, (unsigned long long)s->budget_pages,
 			(double)s->lat_p50_ns / 1000.0, (double)s->lat_p99_ns / 1000.0,
 			(double)s->remote_p50_ns / 1000.0, (double)s->remote_p99_ns / 1000.0);
+	/* A pool: its health, appended so that one-server lines stay as they were. */
+	if (s->servers_total > 1 && len >= 0 && (size_t)len < n)
+		len += snprintf(buf + len, n - (size_t)len,
+				" | servers up %llu/%llu, under-replicated %llu, re-replicated "
+				"%llu, lost %llu",
+				(unsigned long long)s->servers_up,
+				(unsigned long long)s->servers_total,
+				(unsigned long long)s->pages_under_replicated,
+				(unsigned long long)s->pages_rereplicated,
+				(unsigned long long)s->pages_lost);
+	return len;
 }
 
 /* ---- fork ---- */

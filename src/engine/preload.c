@@ -26,6 +26,8 @@
  * SDRSA_STATS (1: summary on stderr at exit), SDRSA_STATS_INTERVAL_MS,
  * SDRSA_STATS_JSON (file written at exit), SDRSA_KEY (64 hex digits).
  * SDRSA_STATS_PID (only that process reports), SDRSA_RETRY_MS,
+ * SDRSA_POOL and SDRSA_REPLICAS (a pool of servers, poolconf.h; SDRSA_SERVER
+ * then only names it in messages),
  * SDRSA_TIMEOUT_MS (per network operation), SDRSA_SPIN_US (engine thread
  * busy-poll), SDRSA_FREE_AT_EXIT (0: leave the pages to rsa-app, which
  * frees the namespace; default 1: free them in the destructor),
@@ -59,6 +61,7 @@
 
 #include "common/util.h"
 #include "engine/engine_internal.h"
+#include "engine/poolconf.h"
 
 #define PAGE 4096ul
 #define HDR 32ul
@@ -565,6 +568,20 @@ __attribute__((constructor)) static void preload_init(void)
 	const char *backend = getenv("SDRSA_BACKEND");
 	if (backend && !strcmp(backend, "memcached"))
 		cfg.backend = SDRSA_BACKEND_MEMCACHED;
+	/* A pool (rsa-app run with several servers): SDRSA_POOL lists them. */
+	static struct poolconf pool;
+	static struct sdrsa_pool_server pool_srv[POOLCONF_MAX];
+	const char *pool_env = getenv("SDRSA_POOL");
+	if (pool_env && *pool_env) {
+		if (poolconf_decode(&pool, pool_env) < 0) {
+			fprintf(stderr, "sdrsa: SDRSA_POOL is not a list of servers\n");
+			_exit(1);
+		}
+		poolconf_servers(&pool, pool_srv);
+		cfg.pool = pool_srv;
+		cfg.pool_size = pool.n;
+		cfg.replicas = (unsigned)env_u64("SDRSA_REPLICAS", 0);
+	}
 	g_threshold = env_u64("SDRSA_THRESHOLD", g_threshold);
 	if (g_threshold < PAGE)
 		g_threshold = PAGE;

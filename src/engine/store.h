@@ -23,6 +23,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include <sdrsa/client.h>
+
 struct store;
 
 struct store_ops {
@@ -52,6 +54,10 @@ struct store_ops {
 	 * only reads pages its parent stored. The sdrsa store connects again
 	 * on its first use; the in-memory store is the child's copy. */
 	void (*fork_child)(struct store *s);
+	/* Optional (NULL: none). Background work done by the engine's thread
+	 * between faults (the pool: health probes, re-replication), bounded
+	 * per call. Returns the ms until it wants to be called again, or -1. */
+	int (*tick)(struct store *s);
 };
 
 struct store {
@@ -60,6 +66,11 @@ struct store {
 	uint64_t bytes_recv; /* page bytes received by get_many */
 	uint64_t retries;    /* operations retried after a reconnect */
 	const char *why;     /* NULL or the detail of the last failure, for messages */
+	/* Pool facts (store_pool.c; a single server store says 1 and 1). */
+	uint32_t servers_total, servers_up;
+	uint64_t pages_under_replicated; /* keys with fewer copies than asked */
+	uint64_t pages_rereplicated;     /* copies made again after a loss or drain */
+	uint64_t pages_lost;             /* keys with no copy left (fatal if read) */
 };
 
 static inline void store_free(struct store *s)
@@ -82,6 +93,37 @@ struct sdrsa_client_config;
 /* Connect to a memory server. retry_ms bounds the time spent reconnecting
  * after a connection error before an operation fails for good (0: 10000). */
 int store_sdrsa_new(const struct sdrsa_client_config *cfg, int retry_ms, struct store **ret);
+/* PING and STATS on a store_sdrsa's connection (retried as other ops). */
+struct sdrsa_stats;
+int store_sdrsa_ping(struct store *s);
+/* Its connection (connecting if needed; NULL on failure), for the pool's
+ * pipelined operations across servers. Errors there are retried through the
+ * store's own operations. */
+struct sdrsa_client *store_sdrsa_client(struct store *s);
+int store_sdrsa_stats(struct store *s, struct sdrsa_stats *out);
+
+/*
+ * A pool of memory servers with R copies of every page (store_pool.c,
+ * docs/POOL.md). Every server is a store_sdrsa with the same name and its
+ * own key. Fails with -EINVAL when replicas > n, or with the first
+ * connection error when fewer than `replicas` servers answer.
+ */
+#define STORE_POOL_MAX 32
+struct sdrsa_pool_server;
+struct store_pool_config {
+	const struct sdrsa_pool_server *servers;
+	size_t n;
+	unsigned replicas; /* 0: 2 with at least two servers, else 1 */
+	const char *name;
+	int timeout_ms; /* per operation on one server; 0: 1000 */
+	int retry_ms;   /* reconnect budget when replicas == 1 (else one attempt) */
+	sdrsa_log_fn log;
+	void *log_userdata;
+};
+int store_pool_new(const struct store_pool_config *cfg, struct store **ret);
+/* Rendezvous order of n servers with these weights for key (order[0] first).
+ * Exposed for the placement unit test. */
+void store_pool_rank(const double *weights, unsigned n, uint64_t key, uint8_t *order);
 
 /* Pages on a memcached fleet (store_memcached.c). servers: "HOST:PORT,..."
  * (libmemcached's list syntax); ns: the key prefix, unique per engine. */

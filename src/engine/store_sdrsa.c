@@ -352,6 +352,46 @@ static int sd_free_all(struct store *st, uint64_t *freed)
 	}
 }
 
+struct sdrsa_client *store_sdrsa_client(struct store *st)
+{
+	struct store_sdrsa *s = (struct store_sdrsa *)st;
+	return ensure_conn(s) == 0 ? s->c : NULL;
+}
+
+int store_sdrsa_ping(struct store *st)
+{
+	struct store_sdrsa *s = (struct store_sdrsa *)st;
+	uint64_t t0 = 0;
+	int attempt = 0;
+	for (;;) {
+		int r = ensure_conn(s);
+		if (r == 0)
+			r = sdrsa_ping(s->c);
+		if (r == 0)
+			return 0;
+		r = recover(s, r, &t0, &attempt);
+		if (r < 0)
+			return r;
+	}
+}
+
+int store_sdrsa_stats(struct store *st, struct sdrsa_stats *out)
+{
+	struct store_sdrsa *s = (struct store_sdrsa *)st;
+	uint64_t t0 = 0;
+	int attempt = 0;
+	for (;;) {
+		int r = ensure_conn(s);
+		if (r == 0)
+			r = sdrsa_stats(s->c, out);
+		if (r == 0)
+			return 0;
+		r = recover(s, r, &t0, &attempt);
+		if (r < 0)
+			return r;
+	}
+}
+
 static void sd_destroy(struct store *st)
 {
 	struct store_sdrsa *s = (struct store_sdrsa *)st;
@@ -403,6 +443,7 @@ int store_sdrsa_new(const struct sdrsa_client_config *cfg, int retry_ms, struct 
 		return r;
 	}
 	s->base.ops = &sd_ops;
+	s->base.servers_total = s->base.servers_up = 1;
 	s->retry_ms = retry_ms > 0 ? retry_ms : 10000;
 	const char *tf = getenv("SDRSA_TEST_FAULT");
 	if (tf && !strncmp(tf, "badsum", 6) && strchr(tf, '@')) {

@@ -25,6 +25,7 @@
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <sched.h>
+#include <poll.h>
 #include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -964,6 +965,7 @@ void sdrsa_server_stats(struct sdrsa_server *s, struct sdrsa_stats *out)
 #undef SUM
 	}
 	st.uptime_ms = sdrsa_now_ms() - s->start_ms;
+	st.draining = (uint64_t)atomic_load(&s->draining);
 	*out = st;
 }
 
@@ -990,6 +992,12 @@ void sdrsa_server_stop(struct sdrsa_server *s)
 void sdrsa_server_request_dump(struct sdrsa_server *s)
 {
 	atomic_store(&s->dump_req, 1);
+	ctl_kick(s);
+}
+
+void sdrsa_server_request_drain(struct sdrsa_server *s)
+{
+	atomic_store(&s->draining, 1);
 	ctl_kick(s);
 }
 
@@ -1121,10 +1129,32 @@ int sdrsa_server_run(struct sdrsa_server *s)
 		atomic_store(&s->stop_req, 1);
 	}
 
+	int drain_logged = 0;
 	while (!atomic_load(&s->stop_req)) {
 		uint64_t v;
-		ssize_t r = read(s->ctl_fd, &v, sizeof(v));
+		ssize_t r = 0;
+		int draining = atomic_load(&s->draining);
+		struct pollfd pf = { .fd = s->ctl_fd, .events = POLLIN };
 
+		/* Draining: look at the page count every 200 ms. */
+		if (!draining || poll(&pf, 1, 200) > 0)
+			r = read(s->ctl_fd, &v, sizeof(v));
+		if (draining) {
+			struct sdrsa_store_counts sc;
+
+			sdrsa_store_counts(s->store, &sc);
+			if (!drain_logged) {
+				drain_logged = 1;
+				srv_log(s, LOG_NOTICE,
+					"draining: refusing new pages; exiting once the %llu pages "
+					"held are moved away",
+					(unsigned long long)(sc.used_pages + sc.zero_pages));
+			}
+			if (sc.used_pages + sc.zero_pages == 0) {
+				srv_log(s, LOG_NOTICE, "drained: no pages left, exiting");
+				break;
+			}
+		}
 		if (r < 0 && errno != EINTR) {
 			srv_log(s, LOG_ERR, "control eventfd: %s", strerror(errno));
 			break;

@@ -98,6 +98,10 @@ int sdrsa_server_run(struct sdrsa_server *s);
 void sdrsa_server_stop(struct sdrsa_server *s);
 void sdrsa_server_request_dump(struct sdrsa_server *s);
 void sdrsa_server_request_reload(struct sdrsa_server *s);
+/* Enter draining mode (signal-safe): PUTs are refused as POOL_FULL, STATS
+ * says draining, clients of a pool move their pages away, and the server
+ * stops by itself once it holds no page (docs/POOL.md). */
+void sdrsa_server_request_drain(struct sdrsa_server *s);
 
 /* Counters summed over workers; ns_pages and ns_quota are 0. */
 void sdrsa_server_stats(struct sdrsa_server *s, struct sdrsa_stats *out);

@@ -124,6 +124,7 @@ struct sdrsa_server {
 	int stop_kind; /* EP_STOP: data.ptr of stop_fd's event */
 	int ctl_fd;    /* eventfd that wakes sdrsa_server_run() */
 	_Atomic int stop_req, dump_req, reload_req;
+	_Atomic int draining; /* SIGUSR2: refuse PUTs, exit once empty (pool drain) */
 	_Atomic unsigned conns;	   /* open connections, all workers */
 	_Atomic uint64_t accepted; /* connections accepted since start */
 	uint64_t start_ms;

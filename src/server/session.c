@@ -265,7 +265,11 @@ static void op_put(struct conn *c, const struct sdrsa_entry *e, const uint8_t **
 		page = *data;
 		*data += SDRSA_PAGE_SIZE;
 	}
-	rc = sdrsa_store_put(c->w->srv->store, c->ns, e->addr, page, e->csum);
+	/* Draining (docs/POOL.md): no new data; clients move their pages off. */
+	if (atomic_load_explicit(&c->w->srv->draining, memory_order_relaxed))
+		rc = -ENOSPC;
+	else
+		rc = sdrsa_store_put(c->w->srv->store, c->ns, e->addr, page, e->csum);
 	switch (rc) {
 	case 1:
 		r->flags = SDRSA_EF_ZERO;

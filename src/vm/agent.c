@@ -50,6 +50,7 @@
 #include <sdrsa/engine.h>
 
 #include "common/util.h"
+#include "engine/poolconf.h"
 #include "engine/store.h"
 #include "vm/pager.h"
 #include "vm/vm_agent.h"
@@ -120,7 +121,10 @@ void rsa_vm_usage(FILE *f)
 		"the agent adds the shared RAM file (-object memory-backend-file,... in\n"
 		"/dev/shm/sdrsa-NAME, -machine memory-backend=...) and the shim it needs.\n"
 		"\n"
-		"  -s, --server ADDR          memory server: HOST:PORT, HOST, unix:PATH\n"
+		"  -s, --server ADDR          memory server: HOST:PORT, HOST, unix:PATH; repeat\n"
+		"                             it for a pool of servers (docs/POOL.md)\n"
+		"      --servers FILE         a pool file ('ADDRESS [weight=N] [key-file=PATH]')\n"
+		"      --replicas R           copies of every page in a pool (default 2)\n"
 		"  -l, --local SIZE|PCT%%      guest RAM kept local: 128M, 1G, or a percentage\n"
 		"                             of the guest's RAM such as 25%%; at least 256K\n"
 		"      --name NS              namespace on the server (default vm-NAME)\n"
@@ -512,6 +516,7 @@ static int run_loop(struct agent *a, uint64_t interval_ms)
 	struct pollfd pf[3 + MAX_CLIENTS];
 	struct client *pc[3 + MAX_CLIENTS];
 	uint64_t next_stats = interval_ms ? sdrsa_now_ms() + interval_ms : 0;
+	uint64_t tick_at = a->store->ops->tick ? 0 : UINT64_MAX; /* a pool's background work */
 	int more = 0;
 
 	for (;;) {
@@ -560,6 +565,21 @@ static int run_loop(struct agent *a, uint64_t interval_ms)
 
 			if (timeout < 0 || t < timeout)
 				timeout = t;
+		}
+		if (tick_at != UINT64_MAX) {
+			uint64_t ms = sdrsa_now_ms();
+
+			if (ms >= tick_at) {
+				int t = a->store->ops->tick(a->store);
+
+				tick_at = t < 0 ? UINT64_MAX : ms + (uint64_t)t;
+			}
+			if (tick_at != UINT64_MAX) {
+				int t = tick_at <= ms ? 0 : (int)MIN(tick_at - ms, 60000u);
+
+				if (timeout < 0 || t < timeout)
+					timeout = t;
+			}
 		}
 		k = poll(pf, (nfds_t)n, timeout);
 		if (k < 0 && errno != EINTR) {
@@ -700,6 +720,14 @@ static int write_json(struct agent *a, const char *path)
 	return fclose(f) == 0 ? 0 : -EIO;
 }
 
+/* The pool's warnings (a server down, back, draining) on the agent's stderr. */
+static void pool_log(void *ud, int level, const char *msg)
+{
+	(void)ud;
+	if (level <= SDRSA_LOG_WARN)
+		vm_say("%s", msg);
+}
+
 int rsa_vm_main(int argc, char **argv)
 {
 	enum {
@@ -711,7 +739,9 @@ int rsa_vm_main(int argc, char **argv)
 		O_JSON,
 		O_RETRY,
 		O_XEN,
-		O_PREFETCH
+		O_PREFETCH,
+		O_SERVERS,
+		O_REPLICAS
 	};
 	static const struct option opts[] = {
 	    {"server", required_argument, NULL, 's'},
@@ -726,13 +756,21 @@ int rsa_vm_main(int argc, char **argv)
 	    {"retry", required_argument, NULL, O_RETRY},
 	    {"xen", required_argument, NULL, O_XEN},
 	    {"prefetch", required_argument, NULL, O_PREFETCH},
+	    {"servers", required_argument, NULL, O_SERVERS},
+	    {"replicas", required_argument, NULL, O_REPLICAS},
 	    {"help", no_argument, NULL, 'h'},
 	    {NULL, 0, NULL, 0},
 	};
 	static struct agent ag;
 	struct agent *a = &ag;
 	const char *name = NULL, *local = NULL, *keyfile = NULL, *ns = NULL, *json = NULL;
-	const char *xen = NULL;
+	const char *xen = NULL, *pool_file = NULL;
+	/* A pool (docs/POOL.md): several --server, --servers FILE, --replicas. */
+	static struct poolconf pool;
+	static char pool_desc[64];
+	const char *server_args[POOLCONF_MAX];
+	size_t nserver_args = 0;
+	unsigned long replicas = 0;
 	uint64_t interval = 0, retry = 10000, staging = 12;
 	int stats = 0, fifo = 0, prefetch = 1, c, dashdash = 0, rc = 1, r;
 	uint8_t key[SDRSA_KEY_SIZE];
@@ -761,8 +799,23 @@ int rsa_vm_main(int argc, char **argv)
 		}
 		switch (c) {
 		case 's':
+			if (nserver_args == POOLCONF_MAX)
+				return bad("more than %d servers", POOLCONF_MAX);
+			server_args[nserver_args++] = optarg;
 			a->server = optarg;
 			break;
+		case O_SERVERS:
+			pool_file = optarg;
+			break;
+		case O_REPLICAS: {
+			char *end;
+
+			replicas = strtoul(optarg, &end, 10);
+			if (*end || end == optarg || replicas < 1 || replicas > POOLCONF_MAX)
+				return bad("--replicas %s: a whole number from 1 to %d", optarg,
+					   POOLCONF_MAX);
+			break;
+		}
 		case 'l':
 			local = optarg;
 			break;
@@ -827,8 +880,8 @@ int rsa_vm_main(int argc, char **argv)
 			   name);
 	snprintf(g_name, sizeof(g_name), "%s", name);
 	snprintf(a->name, sizeof(a->name), "%s", name);
-	if (!a->server)
-		return bad("missing --server ADDR");
+	if (!a->server && !pool_file)
+		return bad("missing --server ADDR or --servers FILE");
 	if (!local)
 		return bad("missing --local SIZE|PCT%%");
 	if (!xen && (!dashdash || optind >= argc))
@@ -847,6 +900,22 @@ int rsa_vm_main(int argc, char **argv)
 			       strerror(-r));
 			return 1;
 		}
+	}
+	if (nserver_args > 1 || pool_file || replicas) {
+		char err[512];
+
+		for (size_t i = 0; i < nserver_args; i++)
+			if (poolconf_add(&pool, server_args[i], 0, NULL, err, sizeof(err)) < 0)
+				return bad("--server: %s", err);
+		if (pool_file && poolconf_load(&pool, pool_file, a->ns, err, sizeof(err)) < 0) {
+			vm_say("%s", err);
+			return 2;
+		}
+		if (replicas > pool.n)
+			return bad("--replicas %lu: the pool has only %zu server%s", replicas, pool.n,
+				   pool.n == 1 ? "" : "s");
+		snprintf(pool_desc, sizeof(pool_desc), "pool of %zu servers", pool.n);
+		a->server = pool_desc;
 	}
 	if (vm_run_dir(a->dir, sizeof(a->dir)) < 0) {
 		vm_say("the control directory name is too long (set %s)", VM_ENV_RUN_DIR);
@@ -897,7 +966,24 @@ int rsa_vm_main(int argc, char **argv)
 						 .timeout_ms = 5000};
 		uint64_t freed = 0;
 
-		r = store_sdrsa_new(&cc, (int)retry, &a->store);
+		if (pool.n) {
+			struct sdrsa_pool_server srv[POOLCONF_MAX];
+
+			poolconf_servers(&pool, srv);
+			for (size_t i = 0; i < pool.n; i++)
+				if (!srv[i].key)
+					srv[i].key = cc.key;
+			struct store_pool_config pc = {.servers = srv,
+						       .n = pool.n,
+						       .replicas = (unsigned)replicas,
+						       .name = a->ns,
+						       .retry_ms = (int)retry,
+						       .log = pool_log};
+
+			r = store_pool_new(&pc, &a->store);
+		} else {
+			r = store_sdrsa_new(&cc, (int)retry, &a->store);
+		}
 		if (r < 0) {
 			vm_say("cannot reach the memory server %s: %s", a->server, strerror(-r));
 			goto out;

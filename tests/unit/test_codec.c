@@ -941,7 +941,8 @@ static void test_stats(void **state)
 	assert_int_equal(n, SDRSA_STATS_SIZE);
 	assert_int_equal(le32(b), SDRSA_STATS_FIELDS);
 	assert_true(le64(b + 4) == s.pool_pages);
-	assert_true(le64(b + 4 + 8 * (SDRSA_STATS_FIELDS - 1)) == s.uptime_ms);
+	assert_true(le64(b + 4 + 8 * (SDRSA_STATS_FIELDS - 2)) == s.uptime_ms);
+	assert_true(le64(b + 4 + 8 * (SDRSA_STATS_FIELDS - 1)) == s.draining);
 	memset(&d, 0, sizeof(d));
 	assert_int_equal(sdrsa_stats_decode(b, n, &d), 0);
 	assert_memory_equal(&d, &s, sizeof(s));

@@ -1,0 +1,131 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * test_vm_pool: a guest's RAM on a pool of three memory servers with two
+ * replicas (`rsa-app vm --server A --server B --server C --replicas 2`,
+ * docs/POOL.md); one server is SIGKILLed while the guest's memory loop runs.
+ * The guest goes on: every md5 it prints equals the host's (guest/pattern.h),
+ * its word-by-word checks find no mismatch, the agent reports the server
+ * down, and the statistics show the pages copied again.
+ *
+ * Exit 0 pass, 1 fail, 77 skip (guest not built; a failure when CI is set).
+ */
+#include <errno.h>
+#include <inttypes.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "pattern.h"
+#include "vm_agent.h"
+#include "vm_harness.h"
+
+#define ROUNDS 4
+#define SIZE_MB 16
+#define SEED 7300
+#define KEEP 2
+#define NSRV 3
+
+static char md5s[ROUNDS + 1][33];
+
+int main(void)
+{
+	struct vm_opts o = {0};
+	struct vm *vm = NULL;
+	struct vm_proc srv[NSRV];
+	char why[512], addr[NSRV][64], name[64], prefix[1024], line[1024], rundir[256] = "";
+	char run[128], got[64];
+	uint64_t seed, r, file;
+	int rc = VM_PASS, st, writes = 0, checks = 0, want_checks = 0, i, killed = 0, down = 0;
+	const char *m;
+
+	for (i = 0; i < NSRV; i++)
+		srv[i] = (struct vm_proc){.pid = 0, .out_fd = -1};
+	if (vm_agent_available(why, sizeof(why)) < 0)
+		return vm_skip("%s", why);
+	for (i = 1; i <= ROUNDS; i++)
+		want_checks += i < KEEP ? i : KEEP;
+	for (i = 1; i <= ROUNDS; i++)
+		if (vm_host_md5(SEED + (uint64_t)i, SIZE_MB, md5s[i]) < 0)
+			return vm_skip("cannot compute md5 on the host (md5sum missing?)");
+	if (vm_agent_rundir(rundir, sizeof(rundir)) < 0)
+		return vm_skip("cannot make a control directory in /tmp");
+	for (i = 0; i < NSRV; i++)
+		VM_CHECK(vm_server_start(&srv[i], addr[i], sizeof(addr[i])) == 0,
+			 "memory server %d did not start", i);
+	snprintf(name, sizeof(name), "pool%d", (int)getpid());
+	snprintf(prefix, sizeof(prefix),
+		 "%s vm %s --server %s --server %s --server %s --replicas 2 --local 32M --stats --",
+		 vm_agent_bin(), name, addr[0], addr[1], addr[2]);
+	snprintf(run, sizeof(run), "sdrsa-memloop %d %dM %d %d", ROUNDS, SIZE_MB, SEED, KEEP);
+	o.ram_file = "none";
+	o.prefix = prefix;
+	o.mem = "256M";
+	o.run = run;
+	o.timeout_s = 80;
+	VM_CHECK(vm_start(&o, &vm) == 0, "QEMU did not start");
+	VM_CHECK(vm_expect(vm, "QEMU pid", 30000, line, sizeof(line)) == 0,
+		 "the agent did not start QEMU");
+	VM_CHECK(vm_expect(vm, "SDRSA-GUEST: ready", 60000, NULL, 0) == 0,
+		 "the guest did not boot");
+
+	for (;;) {
+		/* Every line: the guest's and the agent's (its pool messages). */
+		VM_CHECK(vm_expect(vm, "", 60000, line, sizeof(line)) == 0,
+			 "the memory loop stopped");
+		if (strstr(line, "memory server") && strstr(line, "is down"))
+			down = 1;
+		if (!strstr(line, "SDRSA-GUEST: memloop "))
+			continue;
+		if (strstr(line, "memloop done"))
+			break;
+		m = strstr(line, "md5=");
+		VM_CHECK(m && sscanf(m, "md5=%32s", got) == 1, "no md5 in '%s'", line);
+		VM_CHECK(vm_parse_u64(line, "round=", &r) == 0 && r >= 1 && r <= ROUNDS,
+			 "bad round in '%s'", line);
+		VM_CHECK(vm_parse_u64(line, "seed=", &seed) == 0, "no seed in '%s'", line);
+		if (strstr(line, "memloop write ")) {
+			file = r;
+			writes++;
+		} else {
+			VM_CHECK(vm_parse_u64(line, "file=", &file) == 0 && file >= 1 && file <= r,
+				 "bad file in '%s'", line);
+			VM_CHECK(strstr(line, " ok") != NULL, "the guest found a mismatch: %s",
+				 line);
+			checks++;
+		}
+		VM_CHECK(seed == SEED + file, "file %" PRIu64 " has seed %" PRIu64, file, seed);
+		VM_CHECK(!strcmp(got, md5s[file]),
+			 "md5 mismatch for file %" PRIu64 " in round %" PRIu64
+			 ": guest %s, host %s",
+			 file, r, got, md5s[file]);
+		/* After the second file is written (most of the guest's RAM has
+		 * been out to the pool by then): one server dies. */
+		if (writes == 2 && !killed) {
+			vm_log("SIGKILL memory server %s", addr[1]);
+			kill(srv[1].pid, SIGKILL);
+			waitpid(srv[1].pid, NULL, 0);
+			srv[1].pid = 0;
+			killed = 1;
+		}
+	}
+	VM_CHECK(killed, "the memory loop ended before a server could be killed");
+	VM_CHECK(strstr(line, "mismatches=0") != NULL, "%s", line);
+	VM_CHECK(writes == ROUNDS && checks == want_checks, "%d writes, %d rechecks", writes,
+		 checks);
+	VM_CHECK(vm_expect(vm, "SDRSA-GUEST: poweroff", 20000, NULL, 0) == 0, "no poweroff");
+	st = vm_wait(vm, 20000);
+	VM_CHECK(st == 0, "the agent ended with %d after the guest powered off", st);
+	VM_CHECK(down, "the agent did not report the server down");
+	vm_log("PASS: %d x %d MiB on 3 servers x 2 replicas, one killed, %d md5s equal the "
+	       "host's, %.1f s",
+	       ROUNDS, SIZE_MB, writes + checks, vm_seconds(vm));
+out:
+	vm_free(vm);
+	for (i = 0; i < NSRV; i++)
+		vm_proc_free(&srv[i]);
+	vm_agent_rundir_remove(rundir);
+	return rc;
+}
