@@ -103,9 +103,10 @@ fi
 # --- bad options: one line, exit 2
 "$APP" run --backend redis --server "127.0.0.1:$P1" --local 16M -- true 2>"$T/err"; rc=$?
 [ $rc -eq 2 ] && grep -q "use sdrsa or memcached" "$T/err" || fail "--backend redis: $rc $(cat "$T/err")"
-"$APP" run --server "127.0.0.1:$P1" --server "127.0.0.1:$P2" --local 16M -- true 2>"$T/err"; rc=$?
-[ $rc -eq 2 ] && grep -q "several are for --backend memcached" "$T/err" ||
-	fail "two --server without memcached: $rc $(cat "$T/err")"
+"$APP" run --backend memcached --server "127.0.0.1:$P1" --server "127.0.0.1:$P2" --replicas 2 \
+	--local 16M -- true 2>"$T/err"; rc=$?
+[ $rc -eq 2 ] && grep -q "are for memory servers" "$T/err" ||
+	fail "--replicas with memcached: $rc $(cat "$T/err")"
 "$APP" run --server 127.0.0.1:99999 --backend memcached --local 16M -- true 2>"$T/err"; rc=$?
 [ $rc -eq 2 ] && grep -q "a memcached is HOST:PORT" "$T/err" || fail "bad port: $rc $(cat "$T/err")"
 "$APP" run --server "127.0.0.1:$P1" --backend memcached --name "a b" --local 16M -- true \
