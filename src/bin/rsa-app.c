@@ -37,6 +37,7 @@
 
 #include <sdrsa/client.h>
 
+#include "bin/rsa_sim.h"
 #include "common/util.h"
 #include "vm/vm_cli.h"
 
@@ -195,6 +196,8 @@ int main(int argc, char **argv)
 		usage(stdout);
 		fputc('\n', stdout);
 		rsa_vm_usage(stdout);
+		fputc('\n', stdout);
+		rsa_sim_usage(stdout);
 		return 0;
 	}
 	if (argc >= 2 && !strcmp(argv[1], "vm"))
@@ -203,10 +206,12 @@ int main(int argc, char **argv)
 		return rsa_watch_main(argc - 1, argv + 1);
 	if (argc >= 2 && !strcmp(argv[1], "stat"))
 		return rsa_stat_main(argc - 1, argv + 1);
+	if (argc >= 2 && !strcmp(argv[1], "sim"))
+		return rsa_sim_main(argc - 1, argv + 1);
 	if (argc < 2 || strcmp(argv[1], "run") != 0) {
 		if (argc < 2)
-			return bad("missing command: %s", "use run, vm, watch or stat");
-		return bad("unknown command '%s' (use run, vm, watch or stat)", argv[1]);
+			return bad("missing command: %s", "use run, vm, watch, stat or sim");
+		return bad("unknown command '%s' (use run, vm, watch, stat or sim)", argv[1]);
 	}
 	const char *server = NULL, *local = NULL, *json = NULL, *name = NULL, *keyfile = NULL;
 	const char *policy = "clock";
