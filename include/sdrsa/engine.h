@@ -49,6 +49,18 @@ struct sdrsa_region;
 enum sdrsa_engine_policy {
 	SDRSA_POLICY_CLOCK = 0, /* second chance via a local staging area (default) */
 	SDRSA_POLICY_FIFO = 1,  /* evict in fault order (baseline, for comparison) */
+	/* Scan-resistant: pages seen once on probation, pages seen reused
+	 * (refilled, or back soon after eviction) protected; rsa-app's default.
+	 * See docs/ENGINE.md. */
+	SDRSA_POLICY_2Q = 2,
+};
+
+/* Prefetcher (sdrsa_engine_config.prefetch). */
+enum sdrsa_engine_prefetch {
+	SDRSA_PREFETCH_DEFAULT = 0, /* SDRSA_PREFETCH_STRIDE */
+	SDRSA_PREFETCH_OFF = 1,
+	SDRSA_PREFETCH_STREAM = 2,  /* the first stream detector (comparison) */
+	SDRSA_PREFETCH_STRIDE = 3,  /* majority stride per region, adaptive depth */
 };
 
 struct sdrsa_engine_config {
@@ -79,6 +91,11 @@ struct sdrsa_engine_config {
 	 * activity before sleeping, in us: saves a wake-up per fault for a
 	 * program that faults often. 0: 50; negative: never spin. */
 	int spin_us;
+	/* Which prefetcher; no_prefetch = 1 overrides it with OFF. */
+	enum sdrsa_engine_prefetch prefetch;
+	/* Record every fault into this file (docs/ENGINE.md "Traces"; replay
+	 * with `rsa-app sim`). NULL: none. */
+	const char *trace_path;
 };
 
 /* Connect to the server and start the engine. Returns 0, -ENOSYS (no
@@ -133,6 +150,9 @@ struct sdrsa_engine_stats {
 	uint64_t lat_p50_ns, lat_p90_ns, lat_p99_ns, lat_max_ns;
 	/* Same, remote faults only. */
 	uint64_t remote_p50_ns, remote_p99_ns;
+	/* Pages fetched ahead and evicted without a sign of use (no refill,
+	 * write, or stream passing them): prefetch misses, an upper bound. */
+	uint64_t prefetch_unused;
 };
 
 int sdrsa_engine_stats(struct sdrsa_engine *e, struct sdrsa_engine_stats *out);

@@ -1,8 +1,12 @@
 // SPDX-License-Identifier: MIT
 /* Trace files; the format is in trace.h. */
 #include <errno.h>
+#include <fcntl.h>
+#include <stddef.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "engine/trace.h"
 
@@ -34,40 +38,52 @@ static uint64_t get_u64(const unsigned char *b)
 	return v;
 }
 
+static void flush_buf(struct trace_writer *w)
+{
+	size_t off = 0;
+	while (off < w->len) {
+		ssize_t n = write(w->fd, w->buf + off, w->len - off);
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n <= 0) {
+			w->err = n < 0 ? errno : EIO;
+			break;
+		}
+		off += (size_t)n;
+	}
+	w->len = 0;
+}
+
 int trace_writer_open(struct trace_writer *w, const char *path, uint32_t flags)
 {
-	memset(w, 0, sizeof(*w));
-	w->f = fopen(path, "wbe");
-	if (!w->f)
+	memset(w, 0, offsetof(struct trace_writer, buf));
+	w->fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+	if (w->fd < 0)
 		return -errno;
-	unsigned char h[TRACE_HEADER] = {0};
-	memcpy(h, TRACE_MAGIC, 8);
-	put_u32(h + 8, TRACE_VERSION);
-	put_u32(h + 12, flags);
-	put_u32(h + 24, 4096);
-	if (fwrite(h, 1, sizeof(h), w->f) != sizeof(h))
-		w->err = EIO;
+	memcpy(w->buf, TRACE_MAGIC, 8);
+	put_u32(w->buf + 8, TRACE_VERSION);
+	put_u32(w->buf + 12, flags);
+	put_u64(w->buf + 16, 0);
+	put_u32(w->buf + 24, 4096);
+	put_u32(w->buf + 28, 0);
+	w->len = TRACE_HEADER;
 	return 0;
 }
 
 static void put_varint(struct trace_writer *w, uint64_t v)
 {
-	unsigned char b[10];
-	size_t n = 0;
+	if (w->len + 10 > sizeof(w->buf))
+		flush_buf(w);
 	do {
-		b[n] = (unsigned char)(v & 0x7f);
+		unsigned char b = (unsigned char)(v & 0x7f);
 		v >>= 7;
-		if (v)
-			b[n] |= 0x80;
-		n++;
+		w->buf[w->len++] = v ? (unsigned char)(b | 0x80) : b;
 	} while (v);
-	if (fwrite(b, 1, n, w->f) != n)
-		w->err = EIO;
 }
 
 void trace_write(struct trace_writer *w, uint32_t region, uint64_t page, enum trace_type type)
 {
-	if (!w->f)
+	if (w->fd < 0)
 		return;
 	if (region != w->region) {
 		put_varint(w, ((uint64_t)region << 2) | 3);
@@ -82,16 +98,23 @@ void trace_write(struct trace_writer *w, uint32_t region, uint64_t page, enum tr
 
 int trace_writer_close(struct trace_writer *w)
 {
-	if (!w->f)
+	if (w->fd < 0)
 		return 0;
+	flush_buf(w);
 	unsigned char b[8];
 	put_u64(b, w->n);
-	if (fflush(w->f) || fseek(w->f, 16, SEEK_SET) || fwrite(b, 1, 8, w->f) != 8)
+	if (pwrite(w->fd, b, 8, 16) != 8 && !w->err)
 		w->err = errno ? errno : EIO;
-	if (fclose(w->f))
-		w->err = errno ? errno : EIO;
-	w->f = NULL;
+	if (close(w->fd) < 0 && !w->err)
+		w->err = errno;
+	w->fd = -1;
 	return -w->err;
+}
+
+void trace_writer_drop(struct trace_writer *w)
+{
+	w->fd = -1;
+	w->len = 0;
 }
 
 int trace_load(const char *path, struct trace *out, char *err, size_t errlen)

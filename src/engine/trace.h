@@ -20,7 +20,6 @@
 
 #include <stddef.h>
 #include <stdint.h>
-#include <stdio.h>
 
 #define TRACE_MAGIC "SDRSATR1"
 #define TRACE_VERSION 1u
@@ -45,12 +44,16 @@ struct trace {
 	struct trace_rec *rec;
 };
 
+/* Buffered on a plain descriptor, not stdio: a fork child that exits must
+ * not flush the parent's buffered records a second time (trace_writer_drop). */
 struct trace_writer {
-	FILE *f;
+	int fd; /* -1: closed */
 	uint64_t prev;
 	uint32_t region;
 	uint64_t n;
 	int err;
+	size_t len;
+	unsigned char buf[1 << 16];
 };
 
 /* Create (truncate) path and write the header. Returns 0 or -errno. */
@@ -59,6 +62,9 @@ void trace_write(struct trace_writer *w, uint32_t region, uint64_t page, enum tr
 /* Write the record count into the header and close. Returns 0 or -errno
  * (a write failed at any point). */
 int trace_writer_close(struct trace_writer *w);
+
+/* Forget the file without writing (a fork child's copy of the writer). */
+void trace_writer_drop(struct trace_writer *w);
 
 /* Read a whole trace. Returns 0, or -errno / -EINVAL with a one-line reason
  * in err (not a trace, other version, truncated, bad record). */

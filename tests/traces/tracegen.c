@@ -67,7 +67,7 @@ int main(int argc, char **argv)
 		return 2;
 	}
 	const char *k = argv[1];
-	struct trace_writer w;
+	static struct trace_writer w;
 	if (trace_writer_open(&w, argv[2], TRACE_F_ACCESSES) < 0) {
 		perror(argv[2]);
 		return 1;
