@@ -879,14 +879,18 @@ static uint32_t range_of(const struct sdrsa_engine *e, uint64_t addr)
 }
 
 /* The prefetcher saw the stream pass a window fetched ahead: its pages
- * were used (reads of mapped pages are invisible otherwise). */
+ * were used (reads of mapped pages are invisible otherwise). The trace gets
+ * them as reads, so that a replay sees the accesses prefetch hid. */
 static void ahead_used(struct sdrsa_engine *e, const struct prefetch_plan *pl)
 {
 	for (unsigned i = 0; i < pl->used_n; i++) {
 		uint64_t pn = pl->used_first + (uint64_t)(pl->used_stride * (int64_t)i);
 		struct pent *q = pt_get(e, pn << 12);
-		if (q)
-			q->flags &= (uint8_t)~PF_AHEAD;
+		if (!q || !(q->flags & PF_AHEAD))
+			continue;
+		q->flags &= (uint8_t)~PF_AHEAD;
+		if (e->trace)
+			trace_write(e->trace, range_of(e, pn << 12), pn, TRACE_READ);
 	}
 }
 
@@ -1311,17 +1315,18 @@ static void handle_fault(struct sdrsa_engine *e, const struct uffd_msg *m)
 	uint64_t remote_before = e->st.faults_remote;
 	int r = 0;
 
-	if (e->trace)
-		trace_write(e->trace, range_of(e, addr), addr >> 12,
-			    (fl & UFFD_PAGEFAULT_FLAG_WP)      ? TRACE_WP
-			    : (fl & UFFD_PAGEFAULT_FLAG_WRITE) ? TRACE_WRITE
-							       : TRACE_READ);
-
 	if (fl & UFFD_PAGEFAULT_FLAG_WP)
 		fault_wp(e, addr);
 	else
 		r = fault_missing(e, addr, !!(fl & UFFD_PAGEFAULT_FLAG_WRITE),
 				  m->arg.pagefault.feat.ptid);
+	/* Recorded after the pages that this fault showed used (ahead_used),
+	 * which the program touched before it. */
+	if (e->trace)
+		trace_write(e->trace, range_of(e, addr), addr >> 12,
+			    (fl & UFFD_PAGEFAULT_FLAG_WP)      ? TRACE_WP
+			    : (fl & UFFD_PAGEFAULT_FLAG_WRITE) ? TRACE_WRITE
+							       : TRACE_READ);
 	if (e->dead)
 		return;
 	if (r == -EAGAIN) {
