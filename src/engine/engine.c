@@ -1931,7 +1931,7 @@ int sdrsa_engine_format_stats(const struct sdrsa_engine_stats *s, int json, char
 			"\"bytes_sent\":%llu,\"bytes_recv\":%llu,"
 			"\"resident\":%llu,\"staged\":%llu,\"remote\":%llu,\"dirty\":%llu,"
 			"\"events\":%llu,\"retries\":%llu,\"writes_predicted\":%llu,"
-			"\"store_refusals\":%llu,"
+			"\"store_refusals\":%llu,\"prefetch_unused\":%llu,"
 			"\"fault_latency_ns\":{\"p50\":%llu,\"p90\":%llu,\"p99\":%llu,\"max\":%llu},"
 			"\"remote_fault_latency_ns\":{\"p50\":%llu,\"p99\":%llu}}",
 			(unsigned long long)s->budget_pages, (unsigned long long)s->managed_bytes,
@@ -1945,7 +1945,8 @@ int sdrsa_engine_format_stats(const struct sdrsa_engine_stats *s, int json, char
 			(unsigned long long)s->staged, (unsigned long long)s->remote,
 			(unsigned long long)s->dirty, (unsigned long long)s->events,
 			(unsigned long long)s->retries, (unsigned long long)s->writes_predicted,
-			(unsigned long long)s->store_refusals, (unsigned long long)s->lat_p50_ns,
+			(unsigned long long)s->store_refusals,
+			(unsigned long long)s->prefetch_unused, (unsigned long long)s->lat_p50_ns,
 			(unsigned long long)s->lat_p90_ns, (unsigned long long)s->lat_p99_ns,
 			(unsigned long long)s->lat_max_ns, (unsigned long long)s->remote_p50_ns,
 			(unsigned long long)s->remote_p99_ns);
