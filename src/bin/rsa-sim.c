@@ -23,7 +23,7 @@ void rsa_sim_usage(FILE *f)
 {
 	fprintf(f,
 		"Usage: rsa-app sim TRACE... [--local SIZE|PCT%%] [--policy LIST|all]\n"
-		"                   [--prefetch LIST|all] [--hot FIRST:COUNT]\n"
+		"                   [--prefetch LIST|all] [--hot FIRST:COUNT] [--staging PCT]\n"
 		"\n"
 		"Replay page access traces through the engine's eviction policies and\n"
 		"prefetchers and print remote faults, network bytes, hit ratios and\n"

@@ -185,6 +185,9 @@ faults = f["zero"] + f["remote"] + f["refill"] + f["wp"] + f["dup"]
 # and the pages fetched ahead that the stream was seen to use
 assert faults <= count <= faults + s["pages_prefetched"], (count, f, s["pages_prefetched"])
 assert count >= 2 * 8192 - 1024, count
+# the read pass is one sequential stream: prefetched, and seen used
+assert s["pages_prefetched"] >= 8192 - 1024 - 200, s
+assert s["prefetch_unused"] * 10 <= s["pages_prefetched"], s
 PY
 "$APP" sim "$T/w.trace" --local 4M --policy all --prefetch all >"$T/sim1.out" 2>"$T/sim.err" ||
 	fail "sim: $(cat "$T/sim.err")"
