@@ -16,7 +16,16 @@ struct stream {
 	uint64_t stamp; /* last use, for replacement */
 };
 
-/* PREFETCH_STRIDE: one region's recent faults. */
+/* PREFETCH_STRIDE: a window fetched ahead, not yet confirmed or broken. */
+struct window {
+	uint64_t first;  /* its first page */
+	int64_t stride;
+	unsigned n;      /* pages; 0: slot free */
+	unsigned depth;  /* the stream's depth: the next window's size */
+	unsigned age;    /* faults elsewhere in the region since */
+};
+
+/* PREFETCH_STRIDE: one region's recent faults and its streams. */
 struct region {
 	uint32_t id;
 	int used;        /* slot in use */
@@ -25,12 +34,7 @@ struct region {
 	unsigned nrecent, rpos;
 	int64_t delta[PREFETCH_WINDOW]; /* NO_DELTA: no recent fault near */
 	unsigned ndelta, pos;
-	unsigned depth;  /* depth of the next window */
-	/* The window planned last and not yet confirmed or broken. */
-	uint64_t win_first;
-	int64_t win_stride;
-	unsigned win_n;
-	unsigned win_age; /* faults elsewhere in the region since */
+	struct window win[PREFETCH_STREAMS];
 };
 
 #define NO_DELTA INT64_MIN
@@ -139,7 +143,6 @@ static struct region *region_get(struct prefetch *pf, uint32_t id)
 	memset(lru, 0, sizeof(*lru));
 	lru->used = 1;
 	lru->id = id;
-	lru->depth = PREFETCH_START;
 	return lru;
 }
 
@@ -197,14 +200,26 @@ static int64_t majority(const struct region *r)
 /* Is pn on the window's path, at most one window past its end? (Pages of
  * the window that were already local do not fault, so the stream may come
  * back a little further on.) */
-static int continues(const struct region *r, uint64_t pn)
+static int continues(const struct window *w, uint64_t pn)
 {
-	int64_t off = (int64_t)(pn - r->win_first);
-	int64_t s = r->win_stride;
-	if (off % s)
+	int64_t off = (int64_t)(pn - w->first);
+	if (off % w->stride)
 		return 0;
-	int64_t step = off / s; /* 0 = the window's first page */
-	return step >= (int64_t)r->win_n && step <= 2 * (int64_t)r->win_n;
+	int64_t step = off / w->stride; /* 0 = the window's first page */
+	return step >= (int64_t)w->n && step <= 2 * (int64_t)w->n;
+}
+
+static void plan_window(struct prefetch *pf, struct window *w, uint64_t pn, int64_t stride,
+			unsigned depth, struct prefetch_plan *plan)
+{
+	plan->stride = stride;
+	plan->depth = umin(depth, pf->max_depth);
+	w->first = pn + (uint64_t)stride;
+	w->stride = stride;
+	w->n = plan->depth;
+	w->depth = plan->depth;
+	w->age = 0;
+	pf->st.windows++;
 }
 
 static void stride_fault(struct prefetch *pf, uint32_t region, uint64_t pn,
@@ -212,43 +227,46 @@ static void stride_fault(struct prefetch *pf, uint32_t region, uint64_t pn,
 {
 	struct region *r = region_get(pf, region);
 	r->stamp = pf->clock;
-	int pending = 0;
-	if (r->win_n && continues(r, pn)) {
-		plan->used_first = r->win_first;
-		plan->used_stride = r->win_stride;
-		plan->used_n = r->win_n;
+	struct window *w = NULL;
+	for (int i = 0; i < PREFETCH_STREAMS && !w; i++)
+		if (r->win[i].n && continues(&r->win[i], pn))
+			w = &r->win[i];
+	if (w) {
+		/* The stream came back past its window: used. Follow it,
+		 * twice as deep. */
+		plan->used_first = w->first;
+		plan->used_stride = w->stride;
+		plan->used_n = w->n;
 		pf->st.confirmed++;
-		r->depth = umin(r->depth * 2, pf->max_depth);
-		/* One step of the stream, whatever the jump. */
-		push_delta(r, r->win_stride);
-		r->win_n = 0;
+		plan_window(pf, w, pn, w->stride, umin(w->depth * 2, pf->max_depth), plan);
 	} else {
-		if (r->win_n && ++r->win_age > PREFETCH_WINDOW) {
-			/* The stream did not come back: the window was not
-			 * needed. Fetch less, and vote again from scratch. */
-			pf->st.broken++;
-			r->depth = r->depth >= 4 ? r->depth / 4 : 1;
-			r->ndelta = r->pos = 0;
-			r->win_n = 0;
+		struct window *oldest = &r->win[0];
+		for (int i = 0; i < PREFETCH_STREAMS; i++) {
+			struct window *x = &r->win[i];
+			if (x->n && ++x->age > PREFETCH_WINDOW) {
+				/* The stream did not come back: the window was
+				 * not needed. The vote starts over. */
+				pf->st.broken++;
+				x->n = 0;
+				r->ndelta = r->pos = 0;
+			}
+			if (!x->n || (oldest->n && x->age > oldest->age))
+				oldest = x;
 		}
-		pending = r->win_n != 0;
 		if (r->nrecent)
 			push_delta(r, nearest_delta(r, pn));
+		int64_t stride = majority(r);
+		if (stride) {
+			/* A new stream: its votes are spent, so that the
+			 * faults around it cannot start another on them. */
+			r->ndelta = r->pos = 0;
+			plan_window(pf, oldest, pn, stride, PREFETCH_START, plan);
+		}
 	}
 	r->recent[r->rpos] = pn;
 	r->rpos = (r->rpos + 1) % PREFETCH_WINDOW;
 	if (r->nrecent < PREFETCH_WINDOW)
 		r->nrecent++;
-	int64_t stride = pending ? 0 : majority(r);
-	if (!stride)
-		return;
-	plan->stride = stride;
-	plan->depth = umin(r->depth, pf->max_depth);
-	r->win_first = pn + (uint64_t)stride;
-	r->win_stride = stride;
-	r->win_n = plan->depth;
-	r->win_age = 0;
-	pf->st.windows++;
 }
 
 void prefetch_fault(struct prefetch *pf, uint32_t region, uint64_t pn, struct prefetch_plan *plan)

@@ -10,14 +10,16 @@
  * majority vote over the last PREFETCH_WINDOW deltas (after Leap, ATC'20),
  * each delta taken from the nearest of the region's recent faults so that a
  * stream interleaved with other faults keeps its stride: a stride that holds
- * at least PREFETCH_VOTES votes and more than half of those cast is
- * followed. Usage is learnt without seeing reads (userfaultfd reports none):
- * the next fault of the region arriving just past the window fetched ahead
- * means the stream consumed it (the window is reported as used and the depth
- * doubles, up to the caller's maximum); a fault anywhere else means the
- * window was not needed if the stream has not come back after
- * PREFETCH_WINDOW more faults: the depth drops to a quarter and the vote
- * starts over, so a pattern-less program soon gets no prefetch at all.
+ * at least PREFETCH_VOTES votes and more than half of those cast starts a
+ * stream (up to PREFETCH_STREAMS per region, e.g. the two inputs of a
+ * merge), with a window of PREFETCH_START pages. Usage is learnt without
+ * seeing reads (userfaultfd reports none): a fault of the region arriving
+ * just past a stream's window means the stream consumed it (the window is
+ * reported as used, and the stream's next window is twice as deep, up to
+ * the caller's maximum); a window whose stream has not come back after
+ * PREFETCH_WINDOW more faults in the region was not needed: the stream is
+ * dropped and the vote starts over, so a pattern-less program soon gets no
+ * prefetch at all.
  *
  * PREFETCH_STREAM: the engine's first prefetcher, kept for comparison: four
  * streams shared by all regions, a stride seen twice is followed, depth
@@ -40,6 +42,7 @@ enum prefetch_kind {
 #define PREFETCH_STRIDE_MAX 64 /* pages; larger deltas never form a stride */
 #define PREFETCH_START 4      /* depth of a new stride's first window */
 #define PREFETCH_VOTES 3      /* a stride needs this many equal deltas */
+#define PREFETCH_STREAMS 4    /* streams followed at once in one region */
 
 struct prefetch;
 

@@ -236,6 +236,14 @@ static void test_targets(void)
 	CHECK(q.faults_remote * 10 < cs.faults_remote * 8);
 	CHECK(sim_prefetch_accuracy(&q) > 0.9);
 	trace_release(&t);
+
+	/* Two streams in one region (a merge): each followed. */
+	load("merge", &t);
+	q = run(&t, 2048, POLICY_2Q, PREFETCH_STRIDE, 0);
+	fprintf(stderr, "merge: faults avoided %.3f (remote %llu)\n", sim_avoided(&q),
+		(unsigned long long)q.faults_remote);
+	CHECK(sim_avoided(&q) >= 0.90);
+	trace_release(&t);
 }
 
 int main(int argc, char **argv)

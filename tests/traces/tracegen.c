@@ -63,7 +63,7 @@ static uint64_t zipf_rank(const double *cdf, uint64_t n)
 int main(int argc, char **argv)
 {
 	if (argc != 3) {
-		fprintf(stderr, "usage: tracegen zipf|hotscan|seq|stride|uniform|mixed OUT\n");
+		fprintf(stderr, "usage: tracegen zipf|hotscan|seq|stride|uniform|mixed|merge OUT\n");
 		return 2;
 	}
 	const char *k = argv[1];
@@ -119,6 +119,15 @@ int main(int argc, char **argv)
 		for (int i = 0; i < 20000; i++)
 			trace_write(&w, 0, next_rand() % N,
 				    next_rand() % 2 ? TRACE_WRITE : TRACE_READ);
+	} else if (!strcmp(k, "merge")) {
+		/* Two sequential streams in one region, interleaved one to
+		 * one (the two inputs of a merge): pages 0.. and 4096.. */
+		enum { N = 8192 };
+		init(&w, 0, 0, N);
+		for (uint64_t i = 0; i < N / 2; i++) {
+			trace_write(&w, 0, i, TRACE_READ);
+			trace_write(&w, 0, N / 2 + i, TRACE_READ);
+		}
 	} else if (!strcmp(k, "mixed")) {
 		/* Two regions, two programs' worth of pattern: region 1 read
 		 * sequentially, region 2 at random, interleaved one to one. */
