@@ -80,6 +80,10 @@ static struct {
 	int timeout_s;
 	int spin_us; /* engine handler spin; 0: engine default */
 	unsigned staging_pct; /* 0: engine default */
+	/* rsa-app run's defaults; --policy clock --prefetch stream is the
+	 * engine before issue 6, for old-vs-new runs. */
+	enum sdrsa_engine_policy policy;
+	enum sdrsa_engine_prefetch prefetch;
 	int verbose;
 } opt = {
 	.lat = 1,
@@ -97,6 +101,8 @@ static struct {
 	.refs_zram = 1,
 	.swap_dir = "/var/tmp",
 	.timeout_s = 900,
+	.policy = SDRSA_POLICY_2Q,
+	.prefetch = SDRSA_PREFETCH_STRIDE,
 };
 
 static FILE *csv;
@@ -300,6 +306,8 @@ static int engine_open(uint64_t budget, int prefetch, struct sdrsa_engine **e)
 		.log = engine_log,
 		.spin_us = opt.spin_us,
 		.staging_pct = opt.staging_pct,
+		.policy = opt.policy,
+		.prefetch = opt.prefetch,
 	};
 	int r = sdrsa_engine_new(&cfg, e);
 	if (r < 0)
@@ -1012,6 +1020,8 @@ static void usage(FILE *f)
 		"  --timeout SEC       watchdog per workload run (900)\n"
 		"  --spin-us N         engine thread busy-poll (engine default; -1: never)\n"
 		"  --staging-pct N     engine staging area, percent of the budget (default)\n"
+		"  --policy NAME       engine eviction policy: 2q (default), clock, fifo\n"
+		"  --prefetch NAME     engine prefetcher where on: stride (default), stream\n"
 		"  --verbose           print the engine's statistics of each workload run\n");
 }
 
@@ -1049,6 +1059,8 @@ int main(int argc, char **argv)
 		{"csv", required_argument, NULL, 'c'},  {"timeout", required_argument, NULL, 't'},
 		{"verbose", no_argument, NULL, 'v'},    {"spin-us", required_argument, NULL, 'y'},
 		{"staging-pct", required_argument, NULL, 'g'},
+		{"policy", required_argument, NULL, 'P'},
+		{"prefetch", required_argument, NULL, 'F'},
 		{"help", no_argument, NULL, 'h'},       {NULL, 0, NULL, 0},
 	};
 	int c, size_set = 0, budgets_set = 0, ops_set = 0;
@@ -1124,6 +1136,24 @@ int main(int argc, char **argv)
 		case 'g':
 			opt.staging_pct = (unsigned)atoi(optarg);
 			break;
+		case 'P':
+			if (!strcmp(optarg, "2q"))
+				opt.policy = SDRSA_POLICY_2Q;
+			else if (!strcmp(optarg, "clock"))
+				opt.policy = SDRSA_POLICY_CLOCK;
+			else if (!strcmp(optarg, "fifo"))
+				opt.policy = SDRSA_POLICY_FIFO;
+			else
+				goto bad;
+			break;
+		case 'F':
+			if (!strcmp(optarg, "stride"))
+				opt.prefetch = SDRSA_PREFETCH_STRIDE;
+			else if (!strcmp(optarg, "stream"))
+				opt.prefetch = SDRSA_PREFETCH_STREAM;
+			else
+				goto bad;
+			break;
 		case 'h':
 			usage(stdout);
 			return 0;
@@ -1183,6 +1213,9 @@ int main(int argc, char **argv)
 	time_t now = time(NULL);
 	char date[64];
 	strftime(date, sizeof(date), "%Y-%m-%d %H:%M UTC", gmtime(&now));
+	printf("engine: policy %s, prefetch %s\n",
+	       opt.policy == SDRSA_POLICY_2Q ? "2q" : opt.policy == SDRSA_POLICY_FIFO ? "fifo" : "clock",
+	       opt.prefetch == SDRSA_PREFETCH_STREAM ? "stream" : "stride");
 	printf("enginebench %s: Linux %s, %ld CPUs, load average %.2f%s\n", date, u.release,
 	       sysconf(_SC_NPROCESSORS_ONLN), la[0], opt.quick ? ", --quick sizes" : "");
 

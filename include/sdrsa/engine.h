@@ -49,6 +49,18 @@ struct sdrsa_region;
 enum sdrsa_engine_policy {
 	SDRSA_POLICY_CLOCK = 0, /* second chance via a local staging area (default) */
 	SDRSA_POLICY_FIFO = 1,  /* evict in fault order (baseline, for comparison) */
+	/* Scan-resistant: pages seen once on probation, pages seen reused
+	 * (refilled, or back soon after eviction) protected; rsa-app's default.
+	 * See docs/ENGINE.md. */
+	SDRSA_POLICY_2Q = 2,
+};
+
+/* Prefetcher (sdrsa_engine_config.prefetch). */
+enum sdrsa_engine_prefetch {
+	SDRSA_PREFETCH_DEFAULT = 0, /* SDRSA_PREFETCH_STRIDE */
+	SDRSA_PREFETCH_OFF = 1,
+	SDRSA_PREFETCH_STREAM = 2,  /* the first stream detector (comparison) */
+	SDRSA_PREFETCH_STRIDE = 3,  /* majority stride per region, adaptive depth */
 };
 
 enum sdrsa_engine_backend {
@@ -104,6 +116,11 @@ struct sdrsa_engine_config {
 	const struct sdrsa_pool_server *pool;
 	size_t pool_size;
 	unsigned replicas;
+	/* Which prefetcher; no_prefetch = 1 overrides it with OFF. */
+	enum sdrsa_engine_prefetch prefetch;
+	/* Record every fault into this file (docs/ENGINE.md "Traces"; replay
+	 * with `rsa-app sim`). NULL: none. */
+	const char *trace_path;
 };
 
 /* Connect to the server (or the pool) and start the engine. Returns 0,
@@ -165,6 +182,9 @@ struct sdrsa_engine_stats {
 	uint64_t pages_under_replicated; /* stored with fewer copies than `replicas` now */
 	uint64_t pages_rereplicated;     /* copies made again after a server died or drained */
 	uint64_t pages_lost;             /* no copy left now (reading one stops the program) */
+	/* Pages fetched ahead and evicted without a sign of use (no refill,
+	 * write, or stream passing them): prefetch misses, an upper bound. */
+	uint64_t prefetch_unused;
 };
 
 int sdrsa_engine_stats(struct sdrsa_engine *e, struct sdrsa_engine_stats *out);

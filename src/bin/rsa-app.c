@@ -38,6 +38,7 @@
 
 #include <sdrsa/client.h>
 
+#include "bin/rsa_sim.h"
 #include "common/util.h"
 #include "engine/store.h"
 #include "engine/poolconf.h"
@@ -80,8 +81,16 @@ static void usage(FILE *f)
 		"  -t, --threshold SIZE      manage mappings and malloc blocks of at least SIZE\n"
 		"                            (default 1M; 64K for programs with their own\n"
 		"                            allocator, such as redis-server's jemalloc)\n"
-		"      --prefetch on|off     fetch ahead on sequential or strided faults (on)\n"
-		"      --policy clock|fifo   eviction: second-chance CLOCK (default) or FIFO\n"
+		"      --prefetch KIND       fetch ahead on sequential or strided faults:\n"
+		"                            stride (default; on is the same): the majority\n"
+		"                            stride of recent faults per mapping, depth\n"
+		"                            adapted to use; stream: the first detector;\n"
+		"                            off\n"
+		"      --policy KIND         eviction: 2q (default: scan-resistant, pages seen\n"
+		"                            reused are protected), clock (second-chance\n"
+		"                            CLOCK) or fifo (fault order, the baseline)\n"
+		"      --trace FILE          record the program's page faults into FILE, for\n"
+		"                            rsa-app sim (format: docs/ENGINE.md)\n"
 		"      --stats               print a summary on stderr at exit\n"
 		"      --stats-interval DUR  print a live line every DUR (e.g. 1s, 500ms)\n"
 		"      --stats-json FILE     write the summary as JSON to FILE at exit\n"
@@ -198,7 +207,7 @@ static void set_env_u64(const char *name, uint64_t v)
 int main(int argc, char **argv)
 {
 	enum { O_PREFETCH = 256, O_POLICY, O_STATS, O_INTERVAL, O_JSON, O_NAME, O_RETRY, O_TIMEOUT,
-	       O_BACKEND, O_SERVERS, O_REPLICAS };
+	       O_BACKEND, O_SERVERS, O_REPLICAS, O_TRACE };
 	static const struct option opts[] = {
 		{"server", required_argument, NULL, 's'},
 		{"local", required_argument, NULL, 'l'},
@@ -215,6 +224,7 @@ int main(int argc, char **argv)
 		{"backend", required_argument, NULL, O_BACKEND},
 		{"servers", required_argument, NULL, O_SERVERS},
 		{"replicas", required_argument, NULL, O_REPLICAS},
+		{"trace", required_argument, NULL, O_TRACE},
 		{"help", no_argument, NULL, 'h'},
 		{NULL, 0, NULL, 0},
 	};
@@ -222,6 +232,8 @@ int main(int argc, char **argv)
 		usage(stdout);
 		fputc('\n', stdout);
 		rsa_vm_usage(stdout);
+		fputc('\n', stdout);
+		rsa_sim_usage(stdout);
 		return 0;
 	}
 	if (argc >= 2 && !strcmp(argv[1], "vm"))
@@ -232,15 +244,17 @@ int main(int argc, char **argv)
 		return rsa_stat_main(argc - 1, argv + 1);
 	if (argc >= 2 && !strcmp(argv[1], "pool"))
 		return rsa_pool_main(argc - 1, argv + 1);
+	if (argc >= 2 && !strcmp(argv[1], "sim"))
+		return rsa_sim_main(argc - 1, argv + 1);
 	if (argc < 2 || strcmp(argv[1], "run") != 0) {
 		if (argc < 2)
-			return bad("missing command: %s", "use run, vm, watch, stat or pool");
-		return bad("unknown command '%s' (use run, vm, watch, stat or pool)", argv[1]);
+			return bad("missing command: %s", "use run, vm, watch, stat, pool or sim");
+		return bad("unknown command '%s' (use run, vm, watch, stat, pool or sim)", argv[1]);
 	}
 	const char *server = NULL, *local = NULL, *json = NULL, *name = NULL, *keyfile = NULL;
-	const char *policy = "clock";
+	const char *policy = "2q", *prefetch = "stride", *trace = NULL;
 	uint64_t threshold = 1u << 20, interval = 0, retry = 10000, budget = 0, timeout = 5000;
-	int prefetch = 1, stats = 0, c, timeout_set = 0, memcached = 0;
+	int stats = 0, c, timeout_set = 0, memcached = 0;
 	const char *server_args[POOLCONF_MAX + 1], *pool_files[8];
 	size_t nserver_args = 0, npool_files = 0;
 	unsigned long replicas = 0;
@@ -284,14 +298,18 @@ int main(int argc, char **argv)
 				return bad("--threshold %s: not a size of at least 4K", optarg);
 			break;
 		case O_PREFETCH:
-			if (strcmp(optarg, "on") && strcmp(optarg, "off"))
-				return bad("--prefetch %s: use on or off", optarg);
-			prefetch = !strcmp(optarg, "on");
+			if (strcmp(optarg, "on") && strcmp(optarg, "off") && strcmp(optarg, "stride") &&
+			    strcmp(optarg, "stream"))
+				return bad("--prefetch %s: use stride, stream, off (or on)", optarg);
+			prefetch = strcmp(optarg, "on") ? optarg : "stride";
 			break;
 		case O_POLICY:
-			if (strcmp(optarg, "clock") && strcmp(optarg, "fifo"))
-				return bad("--policy %s: use clock or fifo", optarg);
+			if (strcmp(optarg, "2q") && strcmp(optarg, "clock") && strcmp(optarg, "fifo"))
+				return bad("--policy %s: use 2q, clock or fifo", optarg);
 			policy = optarg;
+			break;
+		case O_TRACE:
+			trace = optarg;
 			break;
 		case O_STATS:
 			stats = 1;
@@ -369,6 +387,16 @@ int main(int argc, char **argv)
 		return r;
 	if (optind >= argc)
 		return bad("no program to run: %s", "put it after --");
+	if (trace) {
+		/* A trace that cannot be written: say so before the program runs. */
+		int tfd = open(trace, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+		if (tfd < 0) {
+			fprintf(stderr, PROG ": cannot write the trace %s: %s\n", trace,
+				strerror(errno));
+			return 2;
+		}
+		close(tfd);
+	}
 
 	char defname[64];
 	if (!name) {
@@ -484,7 +512,9 @@ int main(int argc, char **argv)
 		setenv("SDRSA_NAME", name, 1);
 		set_env_u64("SDRSA_LOCAL", budget);
 		set_env_u64("SDRSA_THRESHOLD", threshold);
-		set_env_u64("SDRSA_PREFETCH", (uint64_t)prefetch);
+		setenv("SDRSA_PREFETCH", prefetch, 1);
+		if (trace)
+			setenv("SDRSA_TRACE", trace, 1);
 		setenv("SDRSA_POLICY", policy, 1);
 		set_env_u64("SDRSA_RETRY_MS", retry);
 		if (!is_pool || timeout_set)

@@ -79,7 +79,9 @@
 #include "common/util.h"
 #include "engine/engine_internal.h"
 #include "engine/policy.h"
+#include "engine/prefetch.h"
 #include "engine/store.h"
+#include "engine/trace.h"
 #include "engine/uffd_compat.h"
 
 #define PAGE 4096ull
@@ -89,7 +91,6 @@
 #define BATCH_MAX 64u
 #define PREFETCH_MAX 128u
 #define QUEUE_MAX 1024u
-#define NSTREAMS 4
 
 __thread int sdrsa_engine_internal __attribute__((tls_model("initial-exec")));
 
@@ -99,6 +100,7 @@ enum { PS_NONE = 0, PS_RESIDENT, PS_STAGED, PS_REMOTE, PS_LOST, PS_GONE };
 #define PF_PRED 0x04 /* installed writable on a read: a write was predicted */
 #define PF_FROZEN 0x08   /* parent: the key is shared with live fork children */
 #define PF_BORROWED 0x10 /* fork child: the key is the parent's (read, never freed) */
+#define PF_AHEAD 0x20    /* fetched ahead, no sign of use yet (prefetch accuracy) */
 
 struct pent {
 	uint64_t key;   /* store key when PF_STORED */
@@ -131,12 +133,11 @@ struct sdrsa_region {
 	struct sdrsa_region *next;
 };
 
-/* A fault stream for the prefetcher: the next page expected and its stride. */
-struct stream {
-	uint64_t next;  /* page number expected next */
-	int64_t stride; /* pages; 0: not established */
-	uint32_t hits;  /* consecutive matches */
-	uint64_t stamp; /* last use, for replacement */
+/* A managed range (region or sdrsa_engine_manage), numbered for the
+ * prefetcher's per-region state and the trace. */
+struct mrange {
+	uint64_t start, end;
+	uint32_t id;
 };
 
 struct sdrsa_engine {
@@ -191,8 +192,11 @@ struct sdrsa_engine {
 	uint64_t nresident, nstaged, nremote, ndirty;
 	struct sdrsa_engine_stats st;
 	struct sdrsa_hist lat_all, lat_remote;
-	struct stream streams[NSTREAMS];
-	uint64_t stream_clock;
+	struct prefetch *pf;
+	struct mrange *ranges; /* sorted by start, not overlapping */
+	size_t nranges, ranges_cap;
+	uint32_t next_range_id;
+	struct trace_writer *trace; /* rsa-app run --trace; NULL: off */
 
 	unsigned spin_us; /* handler busy-poll after activity */
 	int stopping;     /* set (atomically) to stop the handler */
@@ -762,6 +766,10 @@ static ssize_t evict_some(struct sdrsa_engine *e, size_t n)
 		policy_remove(e->pol, slots[i]);
 		stg_release_later(e, p->sslot);
 		e->nstaged--;
+		if (p->flags & PF_AHEAD) {
+			p->flags &= (uint8_t)~PF_AHEAD;
+			e->st.prefetch_unused++;
+		}
 		if (p->flags & PF_DIRTY) {
 			p->flags = PF_STORED;
 			e->ndirty--;
@@ -830,61 +838,60 @@ static int make_room(struct sdrsa_engine *e, size_t need)
 	return 0;
 }
 
-/* ---- prefetch ---- */
+/* ---- prefetch and trace: managed ranges ---- */
 
-/* Record a remote fault at page number pn and return the prefetch depth and
- * stride. */
-static unsigned stream_update(struct sdrsa_engine *e, uint64_t pn, int64_t *stride)
+/* Remember [start, end) as a new range (forgetting any it overlaps: the
+ * address space was reused). Called under lock. */
+static void ranges_add(struct sdrsa_engine *e, uint64_t start, uint64_t end)
 {
-	struct stream *best = NULL, *lru = &e->streams[0];
-	e->stream_clock++;
-	for (int i = 0; i < NSTREAMS; i++) {
-		struct stream *s = &e->streams[i];
-		if (s->stride && s->next == pn) {
-			best = s;
-			break;
-		}
-		if (s->stamp < lru->stamp)
-			lru = s;
+	size_t k = 0;
+	for (size_t i = 0; i < e->nranges; i++)
+		if (e->ranges[i].end <= start || e->ranges[i].start >= end)
+			e->ranges[k++] = e->ranges[i];
+	e->nranges = k;
+	if (e->nranges == e->ranges_cap) {
+		size_t ncap = e->ranges_cap ? 2 * e->ranges_cap : 16;
+		struct mrange *nr = realloc(e->ranges, ncap * sizeof(*nr));
+		if (!nr)
+			return; /* faults there count as region 0: only prefetch is less precise */
+		e->ranges = nr;
+		e->ranges_cap = ncap;
 	}
-	if (best) {
-		best->hits++;
-	} else {
-		/* A new stride from the closest recent stream. */
-		for (int i = 0; i < NSTREAMS && !best; i++) {
-			struct stream *s = &e->streams[i];
-			int64_t d = (int64_t)(pn - (s->next - (uint64_t)s->stride));
-			if (s->stamp && d != 0 && d >= -16 && d <= 16) {
-				best = s;
-				best->stride = d;
-				best->hits = 1;
-			}
-		}
-		if (!best) {
-			best = lru;
-			best->stride = 0;
-			best->hits = 0;
-		}
-	}
-	best->stamp = e->stream_clock;
-	best->next = pn + (uint64_t)best->stride;
-	*stride = best->stride;
-	if (e->cfg.no_prefetch || best->hits < 2 || !best->stride)
-		return 0;
-	unsigned depth = 4u << MIN(best->hits - 2, 5u);
-	return MIN(depth, PREFETCH_MAX);
+	size_t at = 0;
+	while (at < e->nranges && e->ranges[at].start < start)
+		at++;
+	memmove(&e->ranges[at + 1], &e->ranges[at], (e->nranges - at) * sizeof(*e->ranges));
+	e->ranges[at] = (struct mrange){start, end, ++e->next_range_id};
+	e->nranges++;
 }
 
-/* The stream matched on the last stream_update() now expects the page
- * after the prefetched ones. */
-static void stream_skip(struct sdrsa_engine *e, uint64_t pn_last, int64_t stride)
+/* The number of the managed range holding addr; 0 if none is known. */
+static uint32_t range_of(const struct sdrsa_engine *e, uint64_t addr)
 {
-	for (int i = 0; i < NSTREAMS; i++) {
-		struct stream *s = &e->streams[i];
-		if (s->stamp == e->stream_clock) {
-			s->next = pn_last + (uint64_t)stride;
-			return;
-		}
+	size_t lo = 0, hi = e->nranges;
+	while (lo < hi) {
+		size_t mid = (lo + hi) / 2;
+		if (e->ranges[mid].end <= addr)
+			lo = mid + 1;
+		else
+			hi = mid;
+	}
+	return lo < e->nranges && e->ranges[lo].start <= addr ? e->ranges[lo].id : 0;
+}
+
+/* The prefetcher saw the stream pass a window fetched ahead: its pages
+ * were used (reads of mapped pages are invisible otherwise). The trace gets
+ * them as reads, so that a replay sees the accesses prefetch hid. */
+static void ahead_used(struct sdrsa_engine *e, const struct prefetch_plan *pl)
+{
+	for (unsigned i = 0; i < pl->used_n; i++) {
+		uint64_t pn = pl->used_first + (uint64_t)(pl->used_stride * (int64_t)i);
+		struct pent *q = pt_get(e, pn << 12);
+		if (!q || !(q->flags & PF_AHEAD))
+			continue;
+		q->flags &= (uint8_t)~PF_AHEAD;
+		if (e->trace)
+			trace_write(e->trace, range_of(e, pn << 12), pn, TRACE_READ);
 	}
 }
 
@@ -969,6 +976,7 @@ static int fault_refill(struct sdrsa_engine *e, struct pent *p, uint64_t addr, i
 {
 	uint32_t s = p->sslot;
 	int r;
+	p->flags &= (uint8_t)~PF_AHEAD;
 	if (write)
 		saw_write(p);
 	else if (!(p->flags & PF_DIRTY) && predict_write(e, p))
@@ -1063,6 +1071,7 @@ static void fetch_arrived(void *ctx, const size_t *idx, size_t k)
 		for (size_t j = 0; j < ok; j++) {
 			e->nremote--;
 			become_resident(e, f->qp[i + j], f->qaddr[i + j], f->write);
+			f->qp[i + j]->flags |= PF_AHEAD;
 			e->st.pages_prefetched++;
 		}
 		i += run;
@@ -1082,12 +1091,14 @@ static int fault_remote(struct sdrsa_engine *e, struct pent *p, uint64_t addr, i
 	f->bufs[0] = e->fbuf;
 	f->qaddr[0] = addr;
 	f->qp[0] = p;
-	int64_t stride = 0;
 	uint64_t pn = addr >> 12;
-	unsigned depth = stream_update(e, pn, &stride);
+	struct prefetch_plan plan;
+	prefetch_fault(e->pf, range_of(e, addr), pn, &plan);
+	if (plan.used_n)
+		ahead_used(e, &plan);
 	uint64_t last = pn;
-	for (unsigned i = 1; i <= depth; i++) {
-		uint64_t qa = (uint64_t)((int64_t)pn + stride * (int64_t)i) << 12;
+	for (unsigned i = 1; i <= plan.depth; i++) {
+		uint64_t qa = (uint64_t)((int64_t)pn + plan.stride * (int64_t)i) << 12;
 		struct pent *q = pt_get(e, qa);
 		if (!q || q->state != PS_REMOTE)
 			continue;
@@ -1101,7 +1112,7 @@ static int fault_remote(struct sdrsa_engine *e, struct pent *p, uint64_t addr, i
 	f->n = n;
 	memset(f->arrived, 0, n);
 	if (n > 1)
-		stream_skip(e, last, stride);
+		prefetch_issued(e->pf, last);
 	f->wr = write;
 	if (write)
 		saw_write(p);
@@ -1178,6 +1189,7 @@ static void fault_wp(struct sdrsa_engine *e, uint64_t addr)
 		e->ndirty++;
 	}
 	saw_write(p);
+	p->flags &= (uint8_t)~PF_AHEAD;
 	policy_on_access(e->pol, p->pslot);
 	e->st.faults_wp++;
 	if (uf_wp(e->uffd, addr, PAGE, 0) < 0)
@@ -1310,6 +1322,13 @@ static void handle_fault(struct sdrsa_engine *e, const struct uffd_msg *m)
 	else
 		r = fault_missing(e, addr, !!(fl & UFFD_PAGEFAULT_FLAG_WRITE),
 				  m->arg.pagefault.feat.ptid);
+	/* Recorded after the pages that this fault showed used (ahead_used),
+	 * which the program touched before it. */
+	if (e->trace)
+		trace_write(e->trace, range_of(e, addr), addr >> 12,
+			    (fl & UFFD_PAGEFAULT_FLAG_WP)      ? TRACE_WP
+			    : (fl & UFFD_PAGEFAULT_FLAG_WRITE) ? TRACE_WRITE
+							       : TRACE_READ);
 	if (e->dead)
 		return;
 	if (r == -EAGAIN) {
@@ -1584,6 +1603,9 @@ void sdrsa_engine_free(struct sdrsa_engine *e)
 	}
 	free(e->ht);
 	policy_free(e->pol);
+	prefetch_free(e->pf);
+	free(e->ranges);
+	engine_trace_close(e);
 	if (e->stg)
 		munmap(e->stg, (size_t)e->stg_cap * PAGE);
 	free(e->stg_state);
@@ -1636,6 +1658,7 @@ int engine_new_with_store(const struct sdrsa_engine_config *cfg, struct store *s
 	e->server = xstrdup(cfg->server);
 	e->name = xstrdup(cfg->name);
 	e->cfg.server = e->server;
+	e->cfg.trace_path = NULL; /* only read in engine_new */
 	e->cfg.name = e->name;
 	if (cfg->key) {
 		memcpy(e->key, cfg->key, SDRSA_KEY_SIZE);
@@ -1670,10 +1693,31 @@ int engine_new_with_store(const struct sdrsa_engine_config *cfg, struct store *s
 	e->zero = aligned_alloc(PAGE, PAGE);
 	e->fbuf = aligned_alloc(PAGE, (1 + PREFETCH_MAX) * PAGE);
 	e->fetch = calloc(1, sizeof(*e->fetch));
-	r = policy_new(cfg->policy == SDRSA_POLICY_FIFO ? POLICY_FIFO : POLICY_CLOCK, &e->pol);
+	r = policy_new(cfg->policy == SDRSA_POLICY_FIFO ? POLICY_FIFO
+		       : cfg->policy == SDRSA_POLICY_2Q ? POLICY_2Q
+							: POLICY_CLOCK,
+		       &e->pol);
+	enum prefetch_kind pk = cfg->no_prefetch || cfg->prefetch == SDRSA_PREFETCH_OFF ? PREFETCH_OFF
+				: cfg->prefetch == SDRSA_PREFETCH_STREAM	      ? PREFETCH_STREAM
+										      : PREFETCH_STRIDE;
+	if (r == 0)
+		r = prefetch_new(pk, PREFETCH_MAX, &e->pf);
 	if (!e->ht || !e->q || !e->fkeys || !e->stg_state || !e->zero || !e->fbuf || !e->fetch || r < 0) {
 		r = -ENOMEM;
 		goto out_free;
+	}
+	if (cfg->trace_path) {
+		e->trace = malloc(sizeof(*e->trace));
+		if (!e->trace) {
+			r = -ENOMEM;
+			goto out_free;
+		}
+		r = trace_writer_open(e->trace, cfg->trace_path, 0);
+		if (r < 0) {
+			free(e->trace);
+			e->trace = NULL;
+			goto out_free;
+		}
 	}
 	memset(e->zero, 0, PAGE);
 
@@ -1836,6 +1880,7 @@ int sdrsa_engine_manage(struct sdrsa_engine *e, void *addr, size_t len)
 		return -errno;
 	pthread_mutex_lock(&e->lock);
 	e->managed_bytes += len;
+	ranges_add(e, reg.range.start, reg.range.start + len);
 	pthread_mutex_unlock(&e->lock);
 	return 0;
 }
@@ -1871,6 +1916,7 @@ int sdrsa_region_new(struct sdrsa_engine *e, size_t size, struct sdrsa_region **
 	rg->next = e->regions;
 	e->regions = rg;
 	e->managed_bytes += size;
+	ranges_add(e, (uint64_t)(uintptr_t)a, (uint64_t)(uintptr_t)a + size);
 	pthread_mutex_unlock(&e->lock);
 	*ret = rg;
 	sdrsa_engine_internal = internal;
@@ -1963,7 +2009,7 @@ int sdrsa_engine_format_stats(const struct sdrsa_engine_stats *s, int json, char
 			"\"bytes_sent\":%llu,\"bytes_recv\":%llu,"
 			"\"resident\":%llu,\"staged\":%llu,\"remote\":%llu,\"dirty\":%llu,"
 			"\"events\":%llu,\"retries\":%llu,\"writes_predicted\":%llu,"
-			"\"store_refusals\":%llu,"
+			"\"store_refusals\":%llu,\"prefetch_unused\":%llu,"
 			"\"fault_latency_ns\":{\"p50\":%llu,\"p90\":%llu,\"p99\":%llu,\"max\":%llu},"
 			"\"remote_fault_latency_ns\":{\"p50\":%llu,\"p99\":%llu},"
 			"\"servers_total\":%llu,\"servers_up\":%llu,"
@@ -1980,7 +2026,8 @@ int sdrsa_engine_format_stats(const struct sdrsa_engine_stats *s, int json, char
 			(unsigned long long)s->staged, (unsigned long long)s->remote,
 			(unsigned long long)s->dirty, (unsigned long long)s->events,
 			(unsigned long long)s->retries, (unsigned long long)s->writes_predicted,
-			(unsigned long long)s->store_refusals, (unsigned long long)s->lat_p50_ns,
+			(unsigned long long)s->store_refusals,
+			(unsigned long long)s->prefetch_unused, (unsigned long long)s->lat_p50_ns,
 			(unsigned long long)s->lat_p90_ns, (unsigned long long)s->lat_p99_ns,
 			(unsigned long long)s->lat_max_ns, (unsigned long long)s->remote_p50_ns,
 			(unsigned long long)s->remote_p99_ns, (unsigned long long)s->servers_total,
@@ -2214,6 +2261,14 @@ static void engine_atfork_child(struct sdrsa_engine *e)
 		close(e->fork_pipe[0]); /* keep the write end: closed by exec/exit */
 	e->fork_pipe[0] = e->fork_pipe[1] = -1;
 	e->ndeferred = 0;
+	if (e->trace) {
+		/* The parent's trace: its buffered records are the parent's
+		 * to write; this process records nothing. */
+		close(e->trace->fd);
+		trace_writer_drop(e->trace);
+		free(e->trace);
+		e->trace = NULL;
+	}
 	/* The parent's descriptors: this process's copies only. */
 	close_own_fds(e);
 	if (e->store && e->store->ops->fork_child)
@@ -2376,4 +2431,22 @@ uint64_t engine_release_at_exit(struct sdrsa_engine *e)
 	flush_frees(e);
 	pthread_mutex_unlock(&e->lock);
 	return n;
+}
+
+int engine_trace_close(struct sdrsa_engine *e)
+{
+	if (!e->trace)
+		return 0;
+	int locked = e->thread_started;
+	if (locked)
+		pthread_mutex_lock(&e->lock);
+	struct trace_writer *t = e->trace;
+	e->trace = NULL;
+	if (locked)
+		pthread_mutex_unlock(&e->lock);
+	int r = e->forked_child ? 0 : trace_writer_close(t);
+	free(t);
+	if (r < 0)
+		elog(e, SDRSA_LOG_WARN, "cannot write the fault trace: %s", strerror(-r));
+	return r;
 }

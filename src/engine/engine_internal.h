@@ -43,5 +43,8 @@ void engine_default_fatal(void *userdata, const char *msg);
  * calling thread is fatal, other threads are left blocked until the process
  * ends). Returns the number of pages freed. */
 uint64_t engine_release_at_exit(struct sdrsa_engine *e);
+/* Finish the fault trace (cfg.trace_path): flush it, write its record count.
+ * Returns 0 or -errno; later faults are not recorded. */
+int engine_trace_close(struct sdrsa_engine *e);
 
 #endif

@@ -14,6 +14,17 @@
  * followed by a FIFO inactive list; POLICY_FIFO ignores the hot bit and is
  * the baseline that Umap and FluidMem implement (eviction in fault order).
  *
+ * POLICY_2Q (scan-resistant, recency and frequency; 2Q of Johnson and
+ * Shasha, VLDB'94, on the engine's signals): a page seen once sits on a
+ * probation list (2Q's A1in) and is staged in fault order; a page with
+ * evidence of reuse, refilled from staging or fetched back within half a
+ * budget of evictions after it left (policy_on_fault_hot with hot 3: the
+ * engine's eviction clock is 2Q's A1out ghost list), moves to a protected
+ * CLOCK (2Q's Am) where each further refill or first write buys a lap.
+ * Victims come from probation while it holds more than 1/16 of the
+ * resident pages, else from the protected CLOCK. A one-pass scan of cold
+ * data stays on probation and leaves; the protected set survives it.
+ *
  * The module knows nothing about memory: pages are opaque 64-bit cookies (the
  * engine uses the page address) in slots numbered from 0. Not thread-safe;
  * the engine calls it under its lock. No allocation on the hot path except
@@ -28,7 +39,12 @@
 enum policy_kind {
 	POLICY_FIFO = 0,  /* evict in fault order, no second chance */
 	POLICY_CLOCK = 1, /* second chance for pages seen hot */
+	POLICY_2Q = 2,    /* probation FIFO + protected CLOCK, scan-resistant */
 };
+
+/* "fifo", "clock", "2q" and back (-1: unknown). */
+const char *policy_kind_name(enum policy_kind kind);
+int policy_kind_parse(const char *name);
 
 #define POLICY_NO_SLOT UINT32_MAX
 

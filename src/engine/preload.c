@@ -22,7 +22,9 @@
  * are never managed: the engine must not fault on its own memory.
  *
  * Environment (set by rsa-app): SDRSA_SERVER, SDRSA_NAME, SDRSA_LOCAL (bytes),
- * SDRSA_THRESHOLD (bytes), SDRSA_PREFETCH (0/1), SDRSA_POLICY (clock/fifo),
+ * SDRSA_THRESHOLD (bytes), SDRSA_PREFETCH (off/stream/stride, 0/1 as
+ * off/stride), SDRSA_POLICY (2q, the default; clock; fifo), SDRSA_TRACE
+ * (record the faults into this file: docs/ENGINE.md "Traces"),
  * SDRSA_STATS (1: summary on stderr at exit), SDRSA_STATS_INTERVAL_MS,
  * SDRSA_STATS_JSON (file written at exit), SDRSA_KEY (64 hex digits).
  * SDRSA_STATS_PID (only that process reports), SDRSA_RETRY_MS,
@@ -532,6 +534,26 @@ static uint64_t env_u64(const char *name, uint64_t def)
 	return v && *v ? strtoull(v, NULL, 10) : def;
 }
 
+static enum sdrsa_engine_policy env_policy(void)
+{
+	const char *v = getenv("SDRSA_POLICY");
+	if (v && !strcmp(v, "fifo"))
+		return SDRSA_POLICY_FIFO;
+	if (v && !strcmp(v, "clock"))
+		return SDRSA_POLICY_CLOCK;
+	return SDRSA_POLICY_2Q; /* rsa-app checked the name */
+}
+
+static enum sdrsa_engine_prefetch env_prefetch(void)
+{
+	const char *v = getenv("SDRSA_PREFETCH");
+	if (v && (!strcmp(v, "0") || !strcmp(v, "off")))
+		return SDRSA_PREFETCH_OFF;
+	if (v && !strcmp(v, "stream"))
+		return SDRSA_PREFETCH_STREAM;
+	return SDRSA_PREFETCH_STRIDE;
+}
+
 static void log_to_stderr(void *ud, int level, const char *msg)
 {
 	(void)ud;
@@ -549,7 +571,7 @@ __attribute__((constructor)) static void preload_init(void)
 	char *srv = strdup(server);
 	const char *nm = getenv("SDRSA_NAME");
 	char *name = nm ? strdup(nm) : NULL;
-	const char *pol = getenv("SDRSA_POLICY");
+	const char *trace = getenv("SDRSA_TRACE");
 	const char *keyhex = getenv("SDRSA_KEY");
 	uint8_t key[32];
 	int has_key = keyhex && sdrsa_hex_decode(keyhex, key, sizeof(key)) == 0;
@@ -558,8 +580,14 @@ __attribute__((constructor)) static void preload_init(void)
 		.name = name,
 		.key = has_key ? key : NULL,
 		.local_bytes = env_u64("SDRSA_LOCAL", 0),
-		.no_prefetch = env_u64("SDRSA_PREFETCH", 1) == 0,
-		.policy = pol && !strcmp(pol, "fifo") ? SDRSA_POLICY_FIFO : SDRSA_POLICY_CLOCK,
+		.prefetch = env_prefetch(),
+		.policy = env_policy(),
+		/* Only the process rsa-app started records (SDRSA_STATS_PID):
+		 * a program it runs would truncate the same file. */
+		.trace_path = trace && *trace && (!env_u64("SDRSA_STATS_PID", 0) ||
+						  env_u64("SDRSA_STATS_PID", 0) == (uint64_t)getpid())
+				      ? trace
+				      : NULL,
 		.retry_ms = (int)env_u64("SDRSA_RETRY_MS", 0),
 		.timeout_ms = (int)env_u64("SDRSA_TIMEOUT_MS", 0),
 		.spin_us = (int)env_u64("SDRSA_SPIN_US", 0),
@@ -647,6 +675,7 @@ __attribute__((destructor)) static void preload_fini(void)
 		print_stats("");
 	if (g_json)
 		write_json();
+	(void)engine_trace_close(g_engine);
 	if (env_u64("SDRSA_FREE_AT_EXIT", 1))
 		(void)engine_release_at_exit(g_engine);
 	sdrsa_engine_internal = 0;

@@ -129,7 +129,8 @@ void rsa_vm_usage(FILE *f)
 		"                             of the guest's RAM such as 25%%; at least 256K\n"
 		"      --name NS              namespace on the server (default vm-NAME)\n"
 		"  -k, --key-file FILE        authenticate with NS's key from FILE\n"
-		"      --policy clock|fifo    eviction: second-chance CLOCK (default) or FIFO\n"
+		"      --policy clock|fifo|2q eviction: second-chance CLOCK (default), FIFO, or\n"
+		"                             2q (scan-resistant; rsa-app run's default)\n"
 		"      --staging PCT          part of the budget used for second chances (12)\n"
 		"      --prefetch on|off      fetch ahead on sequential remote faults (on)\n"
 		"      --stats                print the statistics on stderr at exit\n"
@@ -772,7 +773,7 @@ int rsa_vm_main(int argc, char **argv)
 	size_t nserver_args = 0;
 	unsigned long replicas = 0;
 	uint64_t interval = 0, retry = 10000, staging = 12;
-	int stats = 0, fifo = 0, prefetch = 1, c, dashdash = 0, rc = 1, r;
+	int stats = 0, fifo = 0, twoq = 0, prefetch = 1, c, dashdash = 0, rc = 1, r;
 	uint8_t key[SDRSA_KEY_SIZE];
 	struct qemu_be *q = NULL;
 	sigset_t mask;
@@ -826,9 +827,10 @@ int rsa_vm_main(int argc, char **argv)
 			ns = optarg;
 			break;
 		case O_POLICY:
-			if (strcmp(optarg, "clock") && strcmp(optarg, "fifo"))
-				return bad("--policy %s: use clock or fifo", optarg);
+			if (strcmp(optarg, "clock") && strcmp(optarg, "fifo") && strcmp(optarg, "2q"))
+				return bad("--policy %s: use clock, fifo or 2q", optarg);
 			fifo = !strcmp(optarg, "fifo");
+			twoq = !strcmp(optarg, "2q");
 			break;
 		case O_STAGING: {
 			char *end;
@@ -1008,6 +1010,7 @@ int rsa_vm_main(int argc, char **argv)
 		    .staging_pct = (unsigned)staging,
 		    .fifo = fifo,
 		    .prefetch = prefetch,
+		    .twoq = twoq,
 		    .store = a->store,
 		    .ops = a->b.ops,
 		    .be = a->b.ctx,

@@ -124,7 +124,7 @@ int pager_new(const struct pager_config *cfg, struct pager **ret)
 	}
 	for (uint32_t i = p->stage_cap; i-- > 0;)
 		p->stg_free[p->nfree++] = i;
-	if (policy_new(cfg->fifo ? POLICY_FIFO : POLICY_CLOCK, &p->pol) < 0)
+	if (policy_new(cfg->twoq ? POLICY_2Q : cfg->fifo ? POLICY_FIFO : POLICY_CLOCK, &p->pol) < 0)
 		goto out_nomem;
 	{
 		uint64_t head = cfg->budget_pages / 32;

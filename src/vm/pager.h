@@ -81,6 +81,7 @@ struct pager_config {
 	unsigned staging_pct;  /* part of the budget used for staging, 0..50 */
 	int fifo;	       /* 1: POLICY_FIFO instead of CLOCK */
 	int prefetch;	       /* 1: fetch ahead on sequential remote faults */
+	int twoq;	       /* 1: POLICY_2Q (scan-resistant) instead of CLOCK */
 	struct store *store;   /* where pages go (not owned) */
 	const struct pager_ops *ops;
 	void *be; /* backend context for ops */

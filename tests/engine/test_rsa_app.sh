@@ -170,6 +170,43 @@ assert 0 < r["p50"] <= r["p99"], r
 PY
 ok "stats json ($(cat "$T/w.json" | cut -c1-120)...)"
 
+# --- --trace: one record per fault the engine saw; rsa-app sim replays it
+# through every policy, the same way each time; bad traces are one clear line
+"$APP" run --server "$ADDR" --local 4M --trace "$T/w.trace" --stats-json "$T/t.json" -- \
+	"$WORK" once 8192 >"$T/t.out" 2>"$T/t.err" || fail "traced workload: $(cat "$T/t.err")"
+python3 - "$T/w.trace" "$T/t.json" <<'PY' || fail "trace: $(head -c 64 "$T/w.trace" | od -c | head -3)"
+import json, struct, sys
+b = open(sys.argv[1], "rb").read()
+s = json.load(open(sys.argv[2]))
+magic, ver, flags, count, psize, _ = struct.unpack("<8sIIQII", b[:32])
+assert magic == b"SDRSATR1" and ver == 1 and flags == 0 and psize == 4096, (magic, ver, flags)
+f = s["faults"]
+faults = f["zero"] + f["remote"] + f["refill"] + f["wp"] + f["dup"]
+# and the pages fetched ahead that the stream was seen to use
+assert faults <= count <= faults + s["pages_prefetched"], (count, f, s["pages_prefetched"])
+assert count >= 2 * 8192 - 1024, count
+# the read pass is one sequential stream: prefetched, and seen used
+assert s["pages_prefetched"] >= 8192 - 1024 - 200, s
+assert s["prefetch_unused"] * 10 <= s["pages_prefetched"], s
+PY
+"$APP" sim "$T/w.trace" --local 4M --policy all --prefetch all >"$T/sim1.out" 2>"$T/sim.err" ||
+	fail "sim: $(cat "$T/sim.err")"
+"$APP" sim "$T/w.trace" --local 4M --policy all --prefetch all >"$T/sim2.out" || fail "sim again"
+cmp -s "$T/sim1.out" "$T/sim2.out" || fail "sim is not reproducible"
+[ "$(grep -c -E '^(fifo|clock|2q) ' "$T/sim1.out")" -eq 9 ] || fail "sim table: $(cat "$T/sim1.out")"
+awk '$1 == "fifo" && $2 == "off" { exit !($3 >= 8192 - 1024 && $3 <= 8192) }' "$T/sim1.out" ||
+	fail "sim fifo without prefetch: $(cat "$T/sim1.out")"
+"$APP" sim "$T/w.json" >/dev/null 2>"$T/err"; rc=$?
+[ $rc -eq 1 ] && grep -q "not an sdrsa trace" "$T/err" || fail "sim on a non-trace: $rc $(cat "$T/err")"
+head -c 40 "$T/w.trace" >"$T/cut.trace"
+"$APP" sim "$T/cut.trace" >/dev/null 2>"$T/err"; rc=$?
+[ $rc -eq 1 ] && grep -q "truncated" "$T/err" || fail "sim on a cut trace: $rc $(cat "$T/err")"
+"$APP" sim "$T/w.trace" --policy lru >/dev/null 2>"$T/err"; rc=$?
+[ $rc -eq 2 ] && [ "$(wc -l <"$T/err")" -eq 1 ] || fail "sim --policy lru: $rc $(cat "$T/err")"
+"$APP" run --server "$ADDR" --local 4M --policy lru -- true 2>"$T/err"; rc=$?
+[ $rc -eq 2 ] || fail "run --policy lru: exit $rc"
+ok "trace and sim ($(grep '^2q  *stride' "$T/sim1.out" | tr -s ' '))"
+
 # --- the server's quota is reached while evicting: the pages stay local
 # over the budget with a warning, nothing is lost
 "$SRV" 64M --listen 127.0.0.1:0 --quiet --max-client-pages 2048 >"$T/q.out" 2>"$T/q.err" &
