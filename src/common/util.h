@@ -34,6 +34,18 @@ void sdrsa_format_sockaddr(const struct sockaddr *sa, socklen_t len, char *buf, 
 int sdrsa_sockaddr_is_local(const struct sockaddr *sa);
 
 uint64_t sdrsa_now_ns(void);
+/* MurmurHash3's 64-bit finaliser: spreads the bits of x over the result
+ * (hash tables, placement, reproducible pseudo-random page contents). */
+static inline uint64_t sdrsa_mix64(uint64_t x)
+{
+	x ^= x >> 33;
+	x *= 0xff51afd7ed558ccdull;
+	x ^= x >> 33;
+	x *= 0xc4ceb9fe1a85ec53ull;
+	x ^= x >> 33;
+	return x;
+}
+
 static inline uint64_t sdrsa_now_ms(void)
 {
 	return sdrsa_now_ns() / 1000000u;

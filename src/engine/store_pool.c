@@ -176,21 +176,11 @@ static void plog(struct store_pool *p, int level, const char *fmt, ...)
 
 /* ---- placement ---- */
 
-static uint64_t mix64(uint64_t x)
-{
-	x ^= x >> 33;
-	x *= 0xff51afd7ed558ccdull;
-	x ^= x >> 33;
-	x *= 0xc4ceb9fe1a85ec53ull;
-	x ^= x >> 33;
-	return x;
-}
-
 void store_pool_rank(const double *weights, unsigned n, uint64_t key, uint8_t *order)
 {
 	double score[STORE_POOL_MAX];
 	for (unsigned i = 0; i < n; i++) {
-		uint64_t h = mix64(key ^ mix64(0x9E3779B97F4A7C15ull * (i + 1)));
+		uint64_t h = sdrsa_mix64(key ^ sdrsa_mix64(0x9E3779B97F4A7C15ull * (i + 1)));
 		/* u in (0,1): 53 random bits, never 0 or 1. */
 		double u = ((double)(h >> 11) + 0.5) / 9007199254740992.0;
 		score[i] = weights[i] > 0 ? -weights[i] / log(u) : 0;
@@ -226,7 +216,7 @@ static int eligible(struct store_pool *p, unsigned i, uint64_t now)
 
 static size_t slot_of(const struct store_pool *p, uint64_t key)
 {
-	return (size_t)mix64(key) & (p->cap - 1);
+	return (size_t)sdrsa_mix64(key) & (p->cap - 1);
 }
 
 static size_t find(const struct store_pool *p, uint64_t key)

@@ -96,23 +96,68 @@ static int recover(struct store_sdrsa *s, int r, uint64_t *t0, int *attempt)
 	}
 }
 
-static int sd_get_many(struct store *st, const uint64_t *keys, void *const *pages, size_t n)
+/* Run op(c, arg) on the connection, reconnecting and retrying it as
+ * recover() allows. */
+static int with_retry(struct store_sdrsa *s, int (*op)(struct sdrsa_client *c, void *arg),
+		      void *arg)
 {
-	struct store_sdrsa *s = (struct store_sdrsa *)st;
 	uint64_t t0 = 0;
 	int attempt = 0;
 	for (;;) {
 		int r = ensure_conn(s);
 		if (r == 0)
-			r = sdrsa_get_many(s->c, keys, pages, n, NULL);
-		if (r == 0) {
-			st->bytes_recv += n * SDRSA_PAGE_SIZE;
+			r = op(s->c, arg);
+		if (r == 0)
 			return 0;
-		}
 		r = recover(s, r, &t0, &attempt);
 		if (r < 0)
 			return r;
 	}
+}
+
+struct page_args {
+	const uint64_t *keys;
+	void *const *pages;
+	size_t n;
+	uint64_t *freed;
+	struct sdrsa_stats *stats;
+};
+
+static int op_get(struct sdrsa_client *c, void *arg)
+{
+	struct page_args *a = arg;
+	return sdrsa_get_many(c, a->keys, a->pages, a->n, NULL);
+}
+
+static int op_free(struct sdrsa_client *c, void *arg)
+{
+	struct page_args *a = arg;
+	return sdrsa_free(c, a->keys, a->n);
+}
+
+static int op_free_all(struct sdrsa_client *c, void *arg)
+{
+	return sdrsa_free_all(c, ((struct page_args *)arg)->freed);
+}
+
+static int op_ping(struct sdrsa_client *c, void *arg)
+{
+	(void)arg;
+	return sdrsa_ping(c);
+}
+
+static int op_stats(struct sdrsa_client *c, void *arg)
+{
+	return sdrsa_stats(c, ((struct page_args *)arg)->stats);
+}
+
+static int sd_get_many(struct store *st, const uint64_t *keys, void *const *pages, size_t n)
+{
+	struct page_args a = {.keys = keys, .pages = pages, .n = n};
+	int r = with_retry((struct store_sdrsa *)st, op_get, &a);
+	if (r == 0)
+		st->bytes_recv += n * SDRSA_PAGE_SIZE;
+	return r;
 }
 
 /*
@@ -126,8 +171,6 @@ static int sd_get_many(struct store *st, const uint64_t *keys, void *const *page
 #define STREAM_MAX 512
 #define STREAM_FIRST 8
 #define STREAM_FRAME 32
-
-static int sd_get_many(struct store *st, const uint64_t *keys, void *const *pages, size_t n);
 
 static int sd_get_stream(struct store *st, const uint64_t *keys, void *const *pages, size_t n,
 			 void (*arrived)(void *ctx, const size_t *idx, size_t k), void *ctx)
@@ -320,36 +363,14 @@ static int sd_put_many(struct store *st, const uint64_t *keys, const void *const
 
 static int sd_free_keys(struct store *st, const uint64_t *keys, size_t n)
 {
-	struct store_sdrsa *s = (struct store_sdrsa *)st;
-	uint64_t t0 = 0;
-	int attempt = 0;
-	for (;;) {
-		int r = ensure_conn(s);
-		if (r == 0)
-			r = sdrsa_free(s->c, keys, n);
-		if (r == 0)
-			return 0;
-		r = recover(s, r, &t0, &attempt);
-		if (r < 0)
-			return r;
-	}
+	struct page_args a = {.keys = keys, .n = n};
+	return with_retry((struct store_sdrsa *)st, op_free, &a);
 }
 
 static int sd_free_all(struct store *st, uint64_t *freed)
 {
-	struct store_sdrsa *s = (struct store_sdrsa *)st;
-	uint64_t t0 = 0;
-	int attempt = 0;
-	for (;;) {
-		int r = ensure_conn(s);
-		if (r == 0)
-			r = sdrsa_free_all(s->c, freed);
-		if (r == 0)
-			return 0;
-		r = recover(s, r, &t0, &attempt);
-		if (r < 0)
-			return r;
-	}
+	struct page_args a = {.freed = freed};
+	return with_retry((struct store_sdrsa *)st, op_free_all, &a);
 }
 
 struct sdrsa_client *store_sdrsa_client(struct store *st)
@@ -360,36 +381,13 @@ struct sdrsa_client *store_sdrsa_client(struct store *st)
 
 int store_sdrsa_ping(struct store *st)
 {
-	struct store_sdrsa *s = (struct store_sdrsa *)st;
-	uint64_t t0 = 0;
-	int attempt = 0;
-	for (;;) {
-		int r = ensure_conn(s);
-		if (r == 0)
-			r = sdrsa_ping(s->c);
-		if (r == 0)
-			return 0;
-		r = recover(s, r, &t0, &attempt);
-		if (r < 0)
-			return r;
-	}
+	return with_retry((struct store_sdrsa *)st, op_ping, NULL);
 }
 
 int store_sdrsa_stats(struct store *st, struct sdrsa_stats *out)
 {
-	struct store_sdrsa *s = (struct store_sdrsa *)st;
-	uint64_t t0 = 0;
-	int attempt = 0;
-	for (;;) {
-		int r = ensure_conn(s);
-		if (r == 0)
-			r = sdrsa_stats(s->c, out);
-		if (r == 0)
-			return 0;
-		r = recover(s, r, &t0, &attempt);
-		if (r < 0)
-			return r;
-	}
+	struct page_args a = {.stats = out};
+	return with_retry((struct store_sdrsa *)st, op_stats, &a);
 }
 
 static void sd_destroy(struct store *st)

@@ -39,16 +39,6 @@ static double now_s(void)
 	return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
 }
 
-static uint64_t mix(uint64_t x)
-{
-	x ^= x >> 33;
-	x *= 0xff51afd7ed558ccdull;
-	x ^= x >> 33;
-	x *= 0xc4ceb9fe1a85ec53ull;
-	x ^= x >> 33;
-	return x;
-}
-
 static uint64_t initial(uint64_t i)
 {
 	return i * 0x9E3779B97F4A7C15ull;
@@ -117,7 +107,7 @@ int main(int argc, char **argv)
 	phase("scan", t1, t2, np, "pages read and checked");
 
 	for (uint64_t k = 0; k < ops; k++) {
-		uint64_t x = mix(k + 1);
+		uint64_t x = sdrsa_mix64(k + 1);
 		uint64_t i = x % nw;
 		m[i] += x;
 		sums[i / WPP] += x;
@@ -127,7 +117,7 @@ int main(int argc, char **argv)
 
 	uint64_t hot = np / 10 ? np / 10 : 1;
 	for (uint64_t k = 0; k < ops; k++) {
-		uint64_t x = mix(k + 0x5bd1e995ull);
+		uint64_t x = sdrsa_mix64(k + 0x5bd1e995ull);
 		uint64_t p = (x >> 32) % 10 ? (x >> 8) % hot : (x >> 8) % np;
 		uint64_t i = p * WPP + (x & (WPP - 1));
 		m[i] += x;
@@ -143,7 +133,7 @@ int main(int argc, char **argv)
 			s += m[p * WPP + k];
 		if (s != sums[p])
 			bad = 1;
-		csum = mix(csum ^ s);
+		csum = sdrsa_mix64(csum ^ s);
 	}
 	double t5 = now_s();
 	phase("verify", t4, t5, np, "pages summed and checked");

@@ -44,6 +44,7 @@
 #include <string.h>
 #include <sys/mman.h>
 
+#include "common/util.h"
 #include "server/index.h"
 
 #define SHARD_BITS 6
@@ -89,12 +90,7 @@ uint64_t sdrsa_index_hash(uint32_t ns, uint64_t addr)
 	 * folded in: consecutive pages of one client spread over all shards. */
 	uint64_t x = (addr >> 12) ^ ((uint64_t)ns * 0x9e3779b97f4a7c15ull);
 
-	x ^= x >> 33;
-	x *= 0xff51afd7ed558ccdull;
-	x ^= x >> 33;
-	x *= 0xc4ceb9fe1a85ec53ull;
-	x ^= x >> 33;
-	return x;
+	return sdrsa_mix64(x);
 }
 
 int sdrsa_index_new(uint32_t max_ns, struct sdrsa_index **ret)

@@ -18,6 +18,8 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include "common/util.h"
+
 #define T_PASS 0
 #define T_FAIL 1
 #define T_SKIP 77
@@ -106,22 +108,12 @@ static inline void t_server_stop(struct t_server *s)
 }
 
 /* Page content: word 0 = page index, word 1 = version, the rest a hash. */
-static inline uint64_t t_mix(uint64_t x)
-{
-	x ^= x >> 33;
-	x *= 0xff51afd7ed558ccdull;
-	x ^= x >> 33;
-	x *= 0xc4ceb9fe1a85ec53ull;
-	x ^= x >> 33;
-	return x;
-}
-
 static inline void t_fill(void *page, uint64_t idx, uint64_t ver)
 {
 	uint64_t *w = page;
 	w[0] = idx;
 	w[1] = ver;
-	uint64_t h = t_mix(idx * 1000003u + ver);
+	uint64_t h = sdrsa_mix64(idx * 1000003u + ver);
 	for (int i = 2; i < 512; i++)
 		w[i] = h + (uint64_t)i * 0x9E3779B97F4A7C15ull;
 }
@@ -138,7 +130,7 @@ static inline int t_check(const void *page, uint64_t idx, uint64_t ver)
 	}
 	if (w[0] != idx || w[1] != ver)
 		return -1;
-	uint64_t h = t_mix(idx * 1000003u + ver);
+	uint64_t h = sdrsa_mix64(idx * 1000003u + ver);
 	for (int i = 2; i < 512; i++)
 		if (w[i] != h + (uint64_t)i * 0x9E3779B97F4A7C15ull)
 			return -1;
