@@ -19,16 +19,23 @@
  * probation list (2Q's A1in) and is staged in fault order; a page with
  * evidence of reuse, refilled from staging or fetched back within half a
  * budget of evictions after it left (policy_on_fault_hot with hot 3: the
- * engine's eviction clock is 2Q's A1out ghost list), moves to a protected
- * CLOCK (2Q's Am) where each further refill or first write buys a lap.
- * Victims come from probation while it holds more than 1/16 of the
- * resident pages, else from the protected CLOCK. A one-pass scan of cold
- * data stays on probation and leaves; the protected set survives it.
+ * engine's eviction clock is 2Q's A1out ghost list), moves to the
+ * protected set (2Q's Am). Victims come from probation while it holds
+ * more than 1/16 of the resident pages, else from the protected set,
+ * least frequent first: every sign of use the policy is given (fault,
+ * refill, first write) counts in a small frequency sketch keyed by cookie
+ * (TinyLFU's count-min sketch, halved every 8 events per slot, so it
+ * survives eviction and forgets slowly), the protected pages sit in
+ * buckets by their estimate, and within a bucket oldest first, each
+ * further refill or first write buying a lap as in CLOCK. A one-pass
+ * scan of cold data stays on probation and leaves; the protected set
+ * survives it.
  *
  * The module knows nothing about memory: pages are opaque 64-bit cookies (the
  * engine uses the page address) in slots numbered from 0. Not thread-safe;
  * the engine calls it under its lock. No allocation on the hot path except
- * when the slot table doubles.
+ * when the slot table (and with it the sketch, 16 bytes per slot under
+ * POLICY_2Q) doubles.
  */
 #ifndef SDRSA_ENGINE_POLICY_H
 #define SDRSA_ENGINE_POLICY_H
@@ -39,7 +46,7 @@
 enum policy_kind {
 	POLICY_FIFO = 0,  /* evict in fault order, no second chance */
 	POLICY_CLOCK = 1, /* second chance for pages seen hot */
-	POLICY_2Q = 2,    /* probation FIFO + protected CLOCK, scan-resistant */
+	POLICY_2Q = 2,    /* probation FIFO + protected LFU, scan-resistant */
 };
 
 /* "fifo", "clock", "2q" and back (-1: unknown). */

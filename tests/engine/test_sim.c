@@ -162,6 +162,35 @@ static void test_2q_basics(void)
 		policy_remove(p, sl[0]);
 	}
 	policy_free(p);
+
+	/* The protected set is ordered by frequency, which survives
+	 * eviction: page 100, fetched three times before, outlives page 200
+	 * (seen once) although both were refilled once and 100 first (CLOCK
+	 * would take 100). */
+	CHECK(policy_new(POLICY_2Q, &p) == 0);
+	for (int i = 0; i < 3; i++) {
+		CHECK(policy_on_fault(p, 100) >= 0);
+		CHECK_EQ(policy_pick_evict(p, sl, ck, 1), 1);
+		CHECK_EQ(ck[0], 100);
+		policy_remove(p, sl[0]);
+	}
+	CHECK(policy_on_fault(p, 100) >= 0);
+	CHECK(policy_on_fault(p, 200) >= 0);
+	for (uint64_t i = 0; i < 6; i++)
+		CHECK(policy_on_fault(p, i) >= 0);
+	CHECK_EQ(policy_pick_stage(p, sl, ck, 2), 2);
+	CHECK_EQ(ck[0], 100);
+	CHECK_EQ(ck[1], 200);
+	policy_on_refill(p, sl[0]);
+	policy_on_refill(p, sl[1]);
+	for (uint64_t i = 0; i < 6; i++) {
+		CHECK_EQ(policy_pick_evict(p, sl, ck, 1), 1);
+		CHECK_EQ(ck[0], i); /* probation first */
+		policy_remove(p, sl[0]);
+	}
+	CHECK_EQ(policy_pick_evict(p, sl, ck, 1), 1);
+	CHECK_EQ(ck[0], 200);
+	policy_free(p);
 }
 
 /* Issue 6's targets on the repo traces. */
@@ -179,7 +208,7 @@ static void test_targets(void)
 	fprintf(stderr, "zipf 25%%: remote faults fifo %llu clock %llu 2q %llu (%.3fx fifo)\n",
 		(unsigned long long)f.faults_remote, (unsigned long long)c.faults_remote,
 		(unsigned long long)q.faults_remote, (double)q.faults_remote / (double)f.faults_remote);
-	CHECK(q.faults_remote * 100 <= f.faults_remote * 84);
+	CHECK(q.faults_remote * 100 <= f.faults_remote * 80);
 	CHECK(q.faults_remote < c.faults_remote);
 	CHECK(q.faults_remote <= cs.faults_remote);
 	/* Same input, same output. */
