@@ -378,6 +378,9 @@ void policy_remove(struct policy *p, uint32_t slot)
 
 void policy_set_cookie(struct policy *p, uint32_t slot, uint64_t cookie)
 {
+	/* The count moves with the page: its bucket stays right. */
+	if (p->freq)
+		freq_raise(p, cookie, freq_est(p, p->s[slot].cookie));
 	p->s[slot].cookie = cookie;
 }
 

@@ -181,8 +181,13 @@ static void test_2q_basics(void)
 	CHECK_EQ(policy_pick_stage(p, sl, ck, 2), 2);
 	CHECK_EQ(ck[0], 100);
 	CHECK_EQ(ck[1], 200);
+	uint32_t s100 = sl[0];
 	policy_on_refill(p, sl[0]);
 	policy_on_refill(p, sl[1]);
+	/* Moved (mremap): the count goes with it, a first write does not
+	 * re-file it as a page seen once. */
+	policy_set_cookie(p, s100, 500);
+	policy_on_access(p, s100);
 	for (uint64_t i = 0; i < 6; i++) {
 		CHECK_EQ(policy_pick_evict(p, sl, ck, 1), 1);
 		CHECK_EQ(ck[0], i); /* probation first */
