@@ -1145,19 +1145,21 @@ static int fault_missing(struct sdrsa_engine *e, uint64_t addr, int write, uint3
 	case PS_REMOTE:
 		return fault_remote(e, p, addr, write);
 	case PS_RESIDENT: {
-		/* Usually a second thread on a page already served. Probe
-		 * with a copy so that a page that vanished anyway (it cannot
-		 * while our state is right) does not loop for ever. */
-		int r = uf_copy(e->uffd, addr, e->zero, wp_install(e, 0), 0);
+		/* Usually a second thread on a page already served: the
+		 * probe's copy finds the page there (EEXIST). If it does not,
+		 * a page we hold as resident vanished from the mapping and
+		 * its contents are lost: stop the program rather than let it
+		 * read the probe's zeros (the faulting thread is not woken). */
+		int r = uf_copy(e->uffd, addr, e->zero, wp_install(e, 0), 1);
 		if (r == -EEXIST) {
 			uf_wake(e->uffd, addr);
 			e->st.faults_dup++;
 			return 0;
 		}
-		if (r == 0)
-			elog(e, SDRSA_LOG_WARN, "resident page %#llx was missing; zero-filled",
-			     (unsigned long long)addr);
-		return r;
+		engine_fatal(e, "page %#llx, held as resident, is missing from the mapping: its "
+			     "contents are lost (%s)", (unsigned long long)addr,
+			     r == 0 ? "an engine bug: please report it" : strerror(-r));
+		return -EIO;
 	}
 	case PS_GONE:
 		/* Touched after the engine released its pages at exit. The
