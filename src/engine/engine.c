@@ -202,8 +202,9 @@ struct sdrsa_engine {
 	int stopping;     /* set (atomically) to stop the handler */
 	uint64_t pred_clock; /* write predictions made, for sampling */
 	int exiting;         /* engine_release_at_exit() ran */
-	int inject;          /* tests: 1 exit, 2 crash the handler (SDRSA_TEST_FAULT) */
+	int inject;          /* tests: 1 exit, 2 crash the handler, 3 lose a page (SDRSA_TEST_FAULT) */
 	uint64_t inject_after;
+	uint64_t last_fault; /* address of the last fault served, for inject 3 */
 	uint32_t exit_tid;   /* the thread that called it */
 	/* The server refuses pages (pool full, quota): since when (ms, 0: it
 	 * does not), next retry, current backoff, last warning. */
@@ -1319,6 +1320,8 @@ static void handle_fault(struct sdrsa_engine *e, const struct uffd_msg *m)
 	uint64_t remote_before = e->st.faults_remote;
 	int r = 0;
 
+	e->last_fault = addr;
+
 	if (fl & UFFD_PAGEFAULT_FLAG_WP)
 		fault_wp(e, addr);
 	else
@@ -1389,12 +1392,24 @@ static void handler_gone(void *arg)
 }
 
 /* Tests only: SDRSA_TEST_FAULT=exit@N or crash@N makes the handler thread
- * end (pthread_exit) or crash (SIGSEGV) after serving N faults. */
+ * end (pthread_exit) or crash (SIGSEGV) after serving N faults; lose@N takes
+ * the last page served out of the mapping behind the engine's back (into the
+ * free staging slot at the ring's head, released by the next batch's
+ * madvise), the state "resident without a page" that must stop the program
+ * when the page is touched again. */
 static void test_fault_point(struct sdrsa_engine *e)
 {
 	if (!e->inject || e->st.faults_zero + e->st.faults_remote + e->st.faults_refill <
 				  e->inject_after)
 		return;
+	if (e->inject == 3) {
+		struct pent *p = pt_get(e, e->last_fault);
+		uint32_t s = (uint32_t)(e->stg_head % e->stg_cap);
+		if (p && p->state == PS_RESIDENT && e->stg_state[s] == STG_EMPTY &&
+		    uf_move(e->sfd, (uint64_t)(uintptr_t)stg_ptr(e, s), e->last_fault, 1) == 0)
+			e->inject = 0;
+		return;
+	}
 	if (e->inject == 1) {
 		pthread_mutex_unlock(&e->lock);
 		pthread_exit(NULL);
@@ -1667,8 +1682,9 @@ int engine_new_with_store(const struct sdrsa_engine_config *cfg, struct store *s
 		e->cfg.key = e->key;
 	}
 	const char *tf = getenv("SDRSA_TEST_FAULT");
-	if (tf && (!strncmp(tf, "exit@", 5) || !strncmp(tf, "crash@", 6))) {
-		e->inject = tf[0] == 'e' ? 1 : 2;
+	if (tf && (!strncmp(tf, "exit@", 5) || !strncmp(tf, "crash@", 6) ||
+		   !strncmp(tf, "lose@", 5))) {
+		e->inject = tf[0] == 'e' ? 1 : tf[0] == 'c' ? 2 : 3;
 		e->inject_after = strtoull(strchr(tf, '@') + 1, NULL, 10);
 	}
 	e->budget = budget;

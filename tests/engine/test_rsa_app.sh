@@ -256,6 +256,14 @@ SDRSA_TEST_FAULT=crash@300 "$APP" run --server "$ADDR" --local 4M -- "$WORK" onc
 [ $rc -eq 139 ] || fail "handler crash: exit $rc, want 139: $(cat "$T/hc.err")"
 ok "engine thread dies (exit: SIGBUS and a message; crash: the process dies)"
 
+# --- a page held as resident vanishes from the mapping: stop, never zeros
+SDRSA_TEST_FAULT=lose@300 "$APP" run --server "$ADDR" --local 4M -- "$WORK" once 8192 \
+	>/dev/null 2>"$T/hl.err"; rc=$?
+[ $rc -eq 135 ] || fail "lost page: exit $rc, want 135: $(cat "$T/hl.err")"
+grep -q "held as resident, is missing from the mapping" "$T/hl.err" ||
+	fail "lost page: $(cat "$T/hl.err")"
+ok "a resident page missing from the mapping stops the program (SIGBUS and a message)"
+
 # --- a page fails its checksum: fetched again; always: stop, never bad data
 SDRSA_TEST_FAULT=badsum@100 "$APP" run --server "$ADDR" --local 4M --stats-json "$T/bs.json" -- \
 	"$WORK" once 8192 >"$T/bs.out" 2>"$T/bs.err" || fail "checksum retry: $(cat "$T/bs.err")"
