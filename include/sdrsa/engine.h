@@ -47,7 +47,9 @@ struct sdrsa_engine;
 struct sdrsa_region;
 
 enum sdrsa_engine_policy {
-	SDRSA_POLICY_CLOCK = 0, /* second chance via a local staging area (default) */
+	/* Second chance via a local staging area: the default of a zeroed
+	 * config (kept for compatibility) and of rsa-app vm. */
+	SDRSA_POLICY_CLOCK = 0,
 	SDRSA_POLICY_FIFO = 1,  /* evict in fault order (baseline, for comparison) */
 	/* Scan-resistant: pages seen once on probation, pages seen reused
 	 * (refilled, or back soon after eviction) protected; rsa-app's default.
