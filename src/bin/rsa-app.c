@@ -281,15 +281,11 @@ int main(int argc, char **argv)
 				return bad("--servers given more than %zu times", ARRAY_SIZE(pool_files));
 			pool_files[npool_files++] = optarg;
 			break;
-		case O_REPLICAS: {
-			char *end;
-			errno = 0;
-			replicas = strtoul(optarg, &end, 10);
-			if (errno || *end || end == optarg || replicas < 1 || replicas > POOLCONF_MAX)
+		case O_REPLICAS:
+			if (poolconf_parse_replicas(optarg, &replicas) < 0)
 				return bad("--replicas %s: a whole number from 1 to %d", optarg,
 					   POOLCONF_MAX);
 			break;
-		}
 		case 'l':
 			local = optarg;
 			break;

@@ -126,6 +126,17 @@ int poolconf_load(struct poolconf *c, const char *path, const char *name, char *
 	return rc;
 }
 
+int poolconf_parse_replicas(const char *s, unsigned long *out)
+{
+	char *end;
+	errno = 0;
+	unsigned long v = strtoul(s, &end, 10);
+	if (errno || *end || end == s || v < 1 || v > POOLCONF_MAX)
+		return -EINVAL;
+	*out = v;
+	return 0;
+}
+
 void poolconf_servers(const struct poolconf *c, struct sdrsa_pool_server *srv)
 {
 	for (size_t i = 0; i < c->n; i++)

@@ -41,6 +41,8 @@ int poolconf_add(struct poolconf *c, const char *addr, unsigned weight, const ui
 /* Read a pool file; `name` is the client name whose keys key-file= lines
  * load. Returns 0 or -errno with err = "FILE line N: what is wrong". */
 int poolconf_load(struct poolconf *c, const char *path, const char *name, char *err, size_t nerr);
+/* --replicas R: a whole number from 1 to POOLCONF_MAX. Returns 0 or -EINVAL. */
+int poolconf_parse_replicas(const char *s, unsigned long *out);
 /* The engine's view: fills srv[0..n) pointing into c. */
 void poolconf_servers(const struct poolconf *c, struct sdrsa_pool_server *srv);
 /* SDRSA_POOL: "ADDR WEIGHT KEYHEX-or-'-'" lines. encode returns a malloc'd

@@ -808,15 +808,11 @@ int rsa_vm_main(int argc, char **argv)
 		case O_SERVERS:
 			pool_file = optarg;
 			break;
-		case O_REPLICAS: {
-			char *end;
-
-			replicas = strtoul(optarg, &end, 10);
-			if (*end || end == optarg || replicas < 1 || replicas > POOLCONF_MAX)
+		case O_REPLICAS:
+			if (poolconf_parse_replicas(optarg, &replicas) < 0)
 				return bad("--replicas %s: a whole number from 1 to %d", optarg,
 					   POOLCONF_MAX);
 			break;
-		}
 		case 'l':
 			local = optarg;
 			break;
