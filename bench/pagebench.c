@@ -575,6 +575,8 @@ static int throughput_phase(struct pb_system *s, int is_put, double *out)
 	return 0;
 }
 
+static void progress(int pl, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
 static void progress(int pl, const char *fmt, ...)
 {
 	va_list ap;

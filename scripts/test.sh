@@ -3,10 +3,12 @@
 #
 # The project's test command (see README): run it as root on a fresh Debian 12
 # machine and it installs what is missing (scripts/deps.sh), then builds and
-# tests the project three ways:
+# tests the project four ways:
 #
-#   build/       gcc, warnings as errors: every meson test (unit, integration,
-#                fuzz-replay, and any suite added under tests/)
+#   build/       gcc, warnings as errors, benchmarks built too (-Dbench=true,
+#                so they cannot rot): every meson test (unit, integration,
+#                fuzz-replay, engine, vm, and the benchmarks' small pipeline
+#                check, suite bench); the benchmarks themselves are not run
 #   build-asan/  gcc with AddressSanitizer + UndefinedBehaviorSanitizer: every
 #                meson test again, servers included
 #   build-fuzz/  clang with libFuzzer: each fuzz target runs for a bounded time
@@ -15,7 +17,7 @@
 #                and counted as one test (Xen cannot run here: docs/VM.md)
 #
 # Failing tests have their logs printed. The last line is the summary
-# "N passed, N failed", counting meson tests over all three builds (a build
+# "N passed, N failed", counting meson tests over all four builds (a build
 # that fails to configure or compile counts as one failure); the exit status
 # is non-zero when anything failed. Skipped tests are reported on the line
 # before; with CI set in the environment the integration tests turn a
@@ -132,7 +134,7 @@ if ! scripts/deps.sh; then
 fi
 
 # (a) the normal build, warnings are errors
-run_build "gcc" "$BUILD_DIR" gcc "-Dwerror=true -Dtests=enabled" none
+run_build "gcc" "$BUILD_DIR" gcc "-Dwerror=true -Dtests=enabled -Dbench=true" none
 
 # (b) sanitizers: any report aborts the process, so the test fails
 export ASAN_OPTIONS=${ASAN_OPTIONS:-abort_on_error=1:halt_on_error=1:detect_leaks=1:strict_string_checks=1}
