@@ -69,19 +69,6 @@ static int ensure_setup(void)
 	return setup_ok ? 0 : -EIO;
 }
 
-void client_log(const struct sdrsa_client *c, int level, const char *fmt, ...)
-{
-	char msg[512];
-	va_list ap;
-
-	if (!c->log)
-		return;
-	va_start(ap, fmt);
-	vsnprintf(msg, sizeof(msg), fmt, ap);
-	va_end(ap);
-	c->log(c->log_userdata, level, msg);
-}
-
 /* ---- keys ---------------------------------------------------------------- */
 
 struct key_lookup {

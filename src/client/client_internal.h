@@ -35,6 +35,8 @@
 #include <sdrsa/client.h>
 #include <sdrsa/protocol.h>
 
+#include "common/util.h"
+
 /* Slots kept back for the synchronous calls, so that they work even with
  * SDRSA_CLIENT_MAX_INFLIGHT user operations outstanding: a window of
  * CLIENT_SYNC_FRAMES full frames for *_many() plus a swap. */
@@ -149,8 +151,6 @@ int client_process_rbuf(struct sdrsa_client *c);
 /* Pop a completion. Returns 0 or -ENOENT when the FIFO is empty. */
 int client_pop_completion(struct sdrsa_client *c, struct sdrsa_completion *out);
 
-/* client.c */
-void client_log(const struct sdrsa_client *c, int level, const char *fmt, ...)
-	__attribute__((format(printf, 3, 4)));
+#define client_log(c, level, ...) sdrsa_log_to((c)->log, (c)->log_userdata, (level), __VA_ARGS__)
 
 #endif

@@ -11,6 +11,7 @@
 #include <netdb.h>
 #include <netinet/in.h>
 #include <arpa/inet.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -178,6 +179,20 @@ int sdrsa_sockaddr_is_local(const struct sockaddr *sa)
 		return IN6_IS_ADDR_V4MAPPED(&sin6->sin6_addr) && b[12] == 127;
 	}
 	return 0;
+}
+
+void sdrsa_log_to(void (*fn)(void *userdata, int level, const char *msg), void *userdata,
+		  int level, const char *fmt, ...)
+{
+	char msg[512];
+	va_list ap;
+
+	if (!fn)
+		return;
+	va_start(ap, fmt);
+	vsnprintf(msg, sizeof(msg), fmt, ap);
+	va_end(ap);
+	fn(userdata, level, msg);
 }
 
 uint64_t sdrsa_now_ns(void)

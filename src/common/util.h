@@ -34,6 +34,11 @@ void sdrsa_format_sockaddr(const struct sockaddr *sa, socklen_t len, char *buf, 
 int sdrsa_sockaddr_is_local(const struct sockaddr *sa);
 
 uint64_t sdrsa_now_ns(void);
+/* Format a message (at most 511 bytes) and hand it to a log callback of the
+ * public API (sdrsa_log_fn); nothing happens when fn is NULL. The engine, the
+ * pool store and the client library log through it. */
+void sdrsa_log_to(void (*fn)(void *userdata, int level, const char *msg), void *userdata,
+		  int level, const char *fmt, ...) __attribute__((format(printf, 4, 5)));
 /* MurmurHash3's 64-bit finaliser: spreads the bits of x over the result
  * (hash tables, placement, reproducible pseudo-random page contents). */
 static inline uint64_t sdrsa_mix64(uint64_t x)

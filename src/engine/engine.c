@@ -242,19 +242,7 @@ static void reg_atfork_install(void);
 
 /* ---- small helpers ---- */
 
-static void elog(struct sdrsa_engine *e, int level, const char *fmt, ...)
-	__attribute__((format(printf, 3, 4)));
-static void elog(struct sdrsa_engine *e, int level, const char *fmt, ...)
-{
-	if (!e->cfg.log)
-		return;
-	char buf[256];
-	va_list ap;
-	va_start(ap, fmt);
-	vsnprintf(buf, sizeof(buf), fmt, ap);
-	va_end(ap);
-	e->cfg.log(e->cfg.log_userdata, level, buf);
-}
+#define elog(e, level, ...) sdrsa_log_to((e)->cfg.log, (e)->cfg.log_userdata, (level), __VA_ARGS__)
 
 void engine_default_fatal(void *userdata, const char *msg)
 {

@@ -160,19 +160,7 @@ struct store_pool {
 #define PIPE_TAG (1ull << 63)
 #define PIPE_TAG_OF(gen, i) (PIPE_TAG | ((gen) & 0x7fffffffull) << 32 | (uint64_t)(i))
 
-static void plog(struct store_pool *p, int level, const char *fmt, ...)
-	__attribute__((format(printf, 3, 4)));
-static void plog(struct store_pool *p, int level, const char *fmt, ...)
-{
-	if (!p->log)
-		return;
-	char buf[320];
-	va_list ap;
-	va_start(ap, fmt);
-	vsnprintf(buf, sizeof(buf), fmt, ap);
-	va_end(ap);
-	p->log(p->log_ud, level, buf);
-}
+#define plog(p, level, ...) sdrsa_log_to((p)->log, (p)->log_ud, (level), __VA_ARGS__)
 
 /* ---- placement ---- */
 
@@ -1253,9 +1241,9 @@ int store_pool_new(const struct store_pool_config *cfg, struct store **ret)
 		return -EINVAL;
 	unsigned replicas = cfg->replicas ? cfg->replicas : cfg->n >= 2 ? 2 : 1;
 	if (replicas > cfg->n) {
-		plog(&(struct store_pool){.log = cfg->log, .log_ud = cfg->log_userdata},
-		     SDRSA_LOG_ERR, "%u replicas asked for, but the pool has only %zu servers",
-		     replicas, cfg->n);
+		sdrsa_log_to(cfg->log, cfg->log_userdata, SDRSA_LOG_ERR,
+			     "%u replicas asked for, but the pool has only %zu servers", replicas,
+			     cfg->n);
 		return -EINVAL;
 	}
 	struct store_pool *p = calloc(1, sizeof(*p));
