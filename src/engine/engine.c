@@ -88,7 +88,11 @@
 #define PAGE_MASK (~(PAGE - 1))
 #define CHUNK_SHIFT 21 /* 2 MiB of address space per table chunk */
 #define CHUNK_PAGES (1u << (CHUNK_SHIFT - 12))
-#define BATCH_MAX 64u
+/* Pages per eviction batch at most (budget / 16 below that): one
+ * UFFDIO_MOVE per run, one MADV_DONTNEED and one put_many per batch.
+ * Measured on the pinned scan of enginebench: 256 instead of 64 gave 3 %
+ * more bandwidth (2026-11-26). */
+#define BATCH_MAX 256u
 #define PREFETCH_MAX 128u
 #define QUEUE_MAX 1024u
 
@@ -898,7 +902,9 @@ static void ahead_used(struct sdrsa_engine *e, const struct prefetch_plan *pl)
 
 /* ---- faults ---- */
 
-static void become_resident(struct sdrsa_engine *e, struct pent *p, uint64_t addr, int dirty)
+/* `ahead`: fetched ahead, not touched yet (not a use for the policy). */
+static void make_resident(struct sdrsa_engine *e, struct pent *p, uint64_t addr, int dirty,
+			  int ahead)
 {
 	unsigned hot = 0;
 	if (p->state == PS_REMOTE) {
@@ -912,7 +918,8 @@ static void become_resident(struct sdrsa_engine *e, struct pent *p, uint64_t add
 		else if (dist < 2 * e->budget)
 			hot = 1;
 	}
-	int64_t slot = policy_on_fault_hot(e->pol, addr, hot);
+	int64_t slot = ahead ? policy_on_prefetch(e->pol, addr, hot)
+			     : policy_on_fault_hot(e->pol, addr, hot);
 	if (slot < 0) {
 		engine_fatal(e, "out of memory for the page policy");
 		return;
@@ -924,6 +931,11 @@ static void become_resident(struct sdrsa_engine *e, struct pent *p, uint64_t add
 		p->flags |= PF_DIRTY;
 		e->ndirty++;
 	}
+}
+
+static void become_resident(struct sdrsa_engine *e, struct pent *p, uint64_t addr, int dirty)
+{
+	make_resident(e, p, addr, dirty, 0);
 }
 
 /* A write to the page was seen (write fault, WP fault). */
@@ -1071,7 +1083,7 @@ static void fetch_arrived(void *ctx, const size_t *idx, size_t k)
 			f->arrived[i + j] = 2;
 		for (size_t j = 0; j < ok; j++) {
 			e->nremote--;
-			become_resident(e, f->qp[i + j], f->qaddr[i + j], f->write);
+			make_resident(e, f->qp[i + j], f->qaddr[i + j], f->write, 1);
 			f->qp[i + j]->flags |= PF_AHEAD;
 			e->st.pages_prefetched++;
 		}
