@@ -11,7 +11,7 @@ enum { S_NONE, S_RES, S_STG, S_REMOTE };
 #define F_STORED 0x02
 #define F_AHEAD 0x04 /* fetched ahead, not touched yet */
 
-#define BATCH_MAX 256u /* as engine.c */
+#define BATCH_MAX 64u
 
 struct page {
 	uint64_t pn;
