@@ -224,7 +224,7 @@ static double now_s(void)
 	return (double)pb_now_ns() / 1e9;
 }
 
-static cpu_set_t all_cpus, cpu0;
+static cpu_set_t all_cpus, cpu_pinned; /* pinned placement: --cpu N */
 
 static void set_cpus(const cpu_set_t *m)
 {
@@ -1010,6 +1010,8 @@ static void usage(FILE *f)
 		"  --quick             short run: smaller sizes (workload 64M, budgets 32M,16M)\n"
 		"  --only LIST         parts among lat,scan,work (default all)\n"
 		"  --placement P       pinned, unpinned or both (default) for lat and scan\n"
+		"  --cpu N             the CPU of the pinned placement (default: the first\n"
+		"                      allowed, CPU 0 on an unrestricted machine)\n"
 		"  --size SIZE         workload size (512M)\n"
 		"  --budgets LIST      local budgets of the workload (256M,128M)\n"
 		"  --ops N             random and zipf operations each (1000000)\n"
@@ -1061,9 +1063,11 @@ int main(int argc, char **argv)
 		{"staging-pct", required_argument, NULL, 'g'},
 		{"policy", required_argument, NULL, 'P'},
 		{"prefetch", required_argument, NULL, 'F'},
+		{"cpu", required_argument, NULL, 'C'},
 		{"help", no_argument, NULL, 'h'},       {NULL, 0, NULL, 0},
 	};
 	int c, size_set = 0, budgets_set = 0, ops_set = 0;
+	long pin_cpu = -1; /* -1: the first CPU the bench may run on */
 	while ((c = getopt_long(argc, argv, "h", lo, NULL)) != -1) {
 		switch (c) {
 		case 'q':
@@ -1154,6 +1158,14 @@ int main(int argc, char **argv)
 			else
 				goto bad;
 			break;
+		case 'C': {
+			char *end;
+			errno = 0;
+			pin_cpu = strtol(optarg, &end, 10);
+			if (errno || end == optarg || *end || pin_cpu < 0 || pin_cpu >= CPU_SETSIZE)
+				goto bad;
+			break;
+		}
 		case 'h':
 			usage(stdout);
 			return 0;
@@ -1191,12 +1203,21 @@ int main(int argc, char **argv)
 	sigaction(SIGHUP, &sa, NULL);
 	signal(SIGALRM, on_alarm);
 	sched_getaffinity(0, sizeof(all_cpus), &all_cpus);
-	CPU_ZERO(&cpu0);
-	for (int i = 0; i < CPU_SETSIZE; i++)
-		if (CPU_ISSET(i, &all_cpus)) {
-			CPU_SET(i, &cpu0);
-			break;
+	CPU_ZERO(&cpu_pinned);
+	if (pin_cpu >= 0) {
+		if (!CPU_ISSET((int)pin_cpu, &all_cpus)) {
+			fprintf(stderr, "enginebench: --cpu %ld: this process may not run there\n",
+				pin_cpu);
+			return 2;
 		}
+		CPU_SET((int)pin_cpu, &cpu_pinned);
+	} else {
+		for (int i = 0; i < CPU_SETSIZE; i++)
+			if (CPU_ISSET(i, &all_cpus)) {
+				CPU_SET(i, &cpu_pinned);
+				break;
+			}
+	}
 	if (opt.csv) {
 		csv = fopen(opt.csv, "w");
 		if (!csv) {
@@ -1220,7 +1241,7 @@ int main(int argc, char **argv)
 	       sysconf(_SC_NPROCESSORS_ONLN), la[0], opt.quick ? ", --quick sizes" : "");
 
 	const char *pl_names[2] = {"pinned", "unpinned"};
-	const cpu_set_t *pl_cpus[2] = {&cpu0, &all_cpus};
+	const cpu_set_t *pl_cpus[2] = {&cpu_pinned, &all_cpus};
 	int pl_on[2] = {opt.pinned, opt.unpinned};
 	if (opt.lat) {
 		struct lat_result lr[2];

@@ -886,7 +886,9 @@ static void ahead_used(struct sdrsa_engine *e, const struct prefetch_plan *pl)
 
 /* ---- faults ---- */
 
-static void become_resident(struct sdrsa_engine *e, struct pent *p, uint64_t addr, int dirty)
+/* `ahead`: fetched ahead, not touched yet (not a use for the policy). */
+static void make_resident(struct sdrsa_engine *e, struct pent *p, uint64_t addr, int dirty,
+			  int ahead)
 {
 	unsigned hot = 0;
 	if (p->state == PS_REMOTE) {
@@ -900,7 +902,8 @@ static void become_resident(struct sdrsa_engine *e, struct pent *p, uint64_t add
 		else if (dist < 2 * e->budget)
 			hot = 1;
 	}
-	int64_t slot = policy_on_fault_hot(e->pol, addr, hot);
+	int64_t slot = ahead ? policy_on_prefetch(e->pol, addr, hot)
+			     : policy_on_fault_hot(e->pol, addr, hot);
 	if (slot < 0) {
 		engine_fatal(e, "out of memory for the page policy");
 		return;
@@ -912,6 +915,11 @@ static void become_resident(struct sdrsa_engine *e, struct pent *p, uint64_t add
 		p->flags |= PF_DIRTY;
 		e->ndirty++;
 	}
+}
+
+static void become_resident(struct sdrsa_engine *e, struct pent *p, uint64_t addr, int dirty)
+{
+	make_resident(e, p, addr, dirty, 0);
 }
 
 /* A write to the page was seen (write fault, WP fault). */
@@ -1059,7 +1067,7 @@ static void fetch_arrived(void *ctx, const size_t *idx, size_t k)
 			f->arrived[i + j] = 2;
 		for (size_t j = 0; j < ok; j++) {
 			e->nremote--;
-			become_resident(e, f->qp[i + j], f->qaddr[i + j], f->write);
+			make_resident(e, f->qp[i + j], f->qaddr[i + j], f->write, 1);
 			f->qp[i + j]->flags |= PF_AHEAD;
 			e->st.pages_prefetched++;
 		}

@@ -192,18 +192,22 @@ static void freq_age(struct policy *p)
 }
 
 /* A sign of use of the page: one more in its counters (conservative
- * update: only those at the least value). */
+ * update: only those at the least value). Each counter is hashed once. */
 static void freq_add(struct policy *p, uint64_t cookie)
 {
 	if (!p->freq)
 		return;
-	unsigned m = freq_est(p, cookie);
+	uint8_t *c[FREQ_ROWS];
+	unsigned m = FREQ_MAX;
+	for (unsigned r = 0; r < FREQ_ROWS; r++) {
+		c[r] = &p->freq[freq_idx(p, cookie, r)];
+		if (*c[r] < m)
+			m = *c[r];
+	}
 	if (m < FREQ_MAX)
-		for (unsigned r = 0; r < FREQ_ROWS; r++) {
-			uint8_t *c = &p->freq[freq_idx(p, cookie, r)];
-			if (*c == m)
-				(*c)++;
-		}
+		for (unsigned r = 0; r < FREQ_ROWS; r++)
+			if (*c[r] == m)
+				(*c[r])++;
 	if (++p->fevents >= p->fage)
 		freq_age(p);
 }
@@ -289,7 +293,8 @@ int64_t policy_on_fault(struct policy *p, uint64_t cookie)
 	return policy_on_fault_hot(p, cookie, 0);
 }
 
-int64_t policy_on_fault_hot(struct policy *p, uint64_t cookie, unsigned hot)
+/* A new resident page; `used`: count it in the frequency sketch. */
+static int64_t on_resident(struct policy *p, uint64_t cookie, unsigned hot, int used)
 {
 	if (p->free_head == POLICY_NO_SLOT && grow(p) < 0)
 		return -ENOMEM;
@@ -298,11 +303,22 @@ int64_t policy_on_fault_hot(struct policy *p, uint64_t cookie, unsigned hot)
 	p->s[i].cookie = cookie;
 	p->s[i].hot = (uint8_t)(hot > POLICY_HOT_MAX ? POLICY_HOT_MAX : hot);
 	p->s[i].prot = 0;
-	freq_add(p, cookie);
+	if (used)
+		freq_add(p, cookie);
 	if (p->kind == POLICY_2Q && hot >= PROMOTE_HOT)
 		p->s[i].prot = 1; /* back soon after its eviction: reused */
 	push_resident(p, i);
 	return i;
+}
+
+int64_t policy_on_fault_hot(struct policy *p, uint64_t cookie, unsigned hot)
+{
+	return on_resident(p, cookie, hot, 1);
+}
+
+int64_t policy_on_prefetch(struct policy *p, uint64_t cookie, unsigned hot)
+{
+	return on_resident(p, cookie, hot, 0);
 }
 
 /* Where a resident page goes back to: its list under POLICY_2Q. */

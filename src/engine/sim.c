@@ -91,7 +91,8 @@ static struct page *page_get(struct sim *s, uint64_t pn, int make)
 	return p;
 }
 
-static int become_resident(struct sim *s, struct page *p, int dirty)
+/* `ahead`: fetched ahead, not a use for the policy (as engine.c). */
+static int become_resident(struct sim *s, struct page *p, int dirty, int ahead)
 {
 	unsigned hot = 0;
 	if (p->state == S_REMOTE) {
@@ -104,7 +105,9 @@ static int become_resident(struct sim *s, struct page *p, int dirty)
 		else if (dist < 2 * s->budget)
 			hot = 1;
 	}
-	int64_t slot = policy_on_fault_hot(s->pol, (uint64_t)(p - s->pages), hot);
+	uint64_t cookie = (uint64_t)(p - s->pages);
+	int64_t slot = ahead ? policy_on_prefetch(s->pol, cookie, hot)
+			     : policy_on_fault_hot(s->pol, cookie, hot);
 	if (slot < 0)
 		return -ENOMEM;
 	p->pslot = (uint32_t)slot;
@@ -175,14 +178,14 @@ static int fault_remote(struct sim *s, struct page *p, uint32_t region, int writ
 	s->r->faults_remote++;
 	s->r->pages_in++;
 	/* The faulting page first (the engine installs it first). */
-	int r = become_resident(s, p, write);
+	int r = become_resident(s, p, write, 0);
 	uint64_t last = pn;
 	for (unsigned i = 1; r == 0 && i <= plan.depth; i++) {
 		uint64_t q = pn + (uint64_t)(plan.stride * (int64_t)i);
 		struct page *qp = page_get(s, q, 0);
 		if (!qp || qp->state != S_REMOTE)
 			continue;
-		r = become_resident(s, qp, write);
+		r = become_resident(s, qp, write, 1);
 		qp->flags |= F_AHEAD;
 		s->r->pages_in++;
 		s->r->prefetched++;
@@ -235,7 +238,7 @@ static int access(struct sim *s, const struct trace_rec *rec)
 		break;
 	default:
 		s->r->faults_zero++;
-		r = become_resident(s, p, write);
+		r = become_resident(s, p, write, 0);
 		break;
 	}
 	if (r == 0)
