@@ -15,6 +15,7 @@
 #include <stdatomic.h>
 #include <stdint.h>
 #include <sys/socket.h>
+#include <sys/uio.h>
 
 #include <sdrsa/protocol.h>
 
@@ -138,6 +139,12 @@ static inline size_t out_pending(const struct conn *c)
 {
 	return c->out_end - c->out_start;
 }
+
+/* server.c: one non-blocking sendmsg() of iov[0..n) on the connection (its
+ * output buffer must be empty, or replies would be reordered). Returns the
+ * bytes sent: 0 when the socket is full or failed (the failure is seen again,
+ * and the connection closed, by the next flush of the output buffer). */
+size_t conn_send_iov(struct conn *c, const struct iovec *iov, size_t n);
 
 /* Log one line at a syslog level (server.c). */
 void srv_log(struct sdrsa_server *s, int level, const char *fmt, ...)
