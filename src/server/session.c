@@ -510,7 +510,7 @@ static void do_entries(struct conn *c, const struct sdrsa_hdr *h, const uint8_t 
 		max_data = SDRSA_PAGE_SIZE;
 	else
 		max_data = 0;
-	if (h->opcode == SDRSA_OP_GET && !out_pending(c)) {
+	if (h->opcode == SDRSA_OP_GET && h->count > 1 && !out_pending(c)) {
 		rh = out_reserve(c, SDRSA_HDR_SIZE + meta + max_data);
 		if (rh)
 			get_zero_copy(c, h, payload, rh);
