@@ -483,6 +483,8 @@ static void get_zero_copy(struct conn *c, const struct sdrsa_hdr *h, const uint8
 		sdrsa_store_unpin(st, pinned[k]);
 	c->out_start = c->out_end + sent;
 	c->out_end += total;
+	if (!out_pending(c))
+		c->out_start = c->out_end = 0; /* all sent: the next reply starts at 0 */
 }
 
 static void do_entries(struct conn *c, const struct sdrsa_hdr *h, const uint8_t *payload)
