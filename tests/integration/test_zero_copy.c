@@ -91,19 +91,25 @@ static struct sdrsa_client *connect_as(const char *name)
 }
 
 /* Namespace X, reader `arg`: GET every X page in one pipelined burst, check
- * each, again until stopped. Reader 0 waits before reading its replies. */
+ * each, again until stopped. Reader 0 asks for them LATE_REPS times per burst
+ * (8 MiB of replies) and waits before reading, so that the server's socket
+ * fills: its sends are partial, and the replies behind go through the output
+ * buffer (the copying path), in order. */
+#define LATE_REPS 8u
 static void *reader_main(void *arg)
 {
 	long id = (long)arg;
+	unsigned reps = id == 0 ? LATE_REPS : 1, total = reps * XPAGES;
 	struct sdrsa_client *c = connect_as("zc-x");
-	struct sdrsa_completion comp[XPAGES];
-	uint8_t *buf = malloc((size_t)XPAGES * PAGE);
+	struct sdrsa_completion comp[LATE_REPS * XPAGES];
+	uint8_t *buf = malloc((size_t)total * PAGE);
 
 	while (c && buf && !atomic_load(&stop)) {
 		size_t got = 0;
 
-		for (unsigned i = 0; i < XPAGES; i++) {
-			int rc = sdrsa_submit_get(c, (uint64_t)i * PAGE, buf + (size_t)i * PAGE, i);
+		for (unsigned i = 0; i < total; i++) {
+			int rc = sdrsa_submit_get(c, (uint64_t)(i % XPAGES) * PAGE,
+						  buf + (size_t)i * PAGE, i);
 
 			if (rc) {
 				fail("submit_get", rc);
@@ -115,16 +121,16 @@ static void *reader_main(void *arg)
 			break;
 		}
 		if (id == 0)
-			usleep(2000); /* the server's send fills the socket: partial */
-		while (got < XPAGES && !atomic_load(&failed)) {
-			int n = sdrsa_reap(c, comp, XPAGES, 1, 10000);
+			usleep(20000);
+		while (got < total && !atomic_load(&failed)) {
+			int n = sdrsa_reap(c, comp, total, 1, 10000);
 
 			if (n <= 0) {
 				fail("reap", n ? n : -ETIMEDOUT);
 				break;
 			}
 			for (int k = 0; k < n; k++) {
-				uint64_t i = comp[k].tag;
+				uint64_t i = comp[k].tag, a = (i % XPAGES) * PAGE;
 
 				if (comp[k].result == -ENOENT) {
 					atomic_fetch_add(&misses, 1);
@@ -133,7 +139,7 @@ static void *reader_main(void *arg)
 					      (unsigned long long)comp[k].addr,
 					      strerror(-comp[k].result));
 					fail("GET", comp[k].result);
-				} else if (check_page(buf + i * PAGE, 1, i * PAGE)) {
+				} else if (comp[k].addr != a || check_page(buf + i * PAGE, 1, a)) {
 					fail("GET content", -EBADMSG);
 				} else {
 					atomic_fetch_add(&pages_checked, 1);
