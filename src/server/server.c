@@ -823,6 +823,8 @@ int sdrsa_server_new(const struct sdrsa_server_config *cfg, char *err, size_t er
 	}
 	pthread_rwlock_init(&s->keys_lock, NULL);
 	s->start_ms = sdrsa_now_ms();
+	if (getenv("SDRSA_TEST_SEND_DELAY_US"))
+		s->test_send_delay_us = (unsigned)strtoul(getenv("SDRSA_TEST_SEND_DELAY_US"), NULL, 10);
 	raise_nofile(s, s->max_conns);
 
 	if (cfg->key_file) {

@@ -132,6 +132,10 @@ struct sdrsa_server {
 	sdrsa_server_log_fn log;
 	void *log_userdata;
 	int log_level;
+	/* Tests only (SDRSA_TEST_SEND_DELAY_US in the environment): sleep this
+	 * long between pinning a GET's slots and sending them, so that a test
+	 * can make frees and puts of other workers land inside that window. */
+	unsigned test_send_delay_us;
 };
 
 /* Bytes queued in c->out and not sent yet. */

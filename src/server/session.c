@@ -25,6 +25,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include <sodium.h>
 
@@ -466,6 +467,8 @@ static void get_zero_copy(struct conn *c, const struct sdrsa_hdr *h, const uint8
 		      (uint32_t)(total - SDRSA_HDR_SIZE), sdrsa_meta_csum(re, meta));
 	iov[0].iov_base = rh;
 	iov[0].iov_len = SDRSA_HDR_SIZE + meta;
+	if (c->w->srv->test_send_delay_us)
+		usleep(c->w->srv->test_send_delay_us);
 	sent = conn_send_iov(c, iov, n);
 	/* What the socket did not take goes where the copying path would have
 	 * put it, before any slot is unpinned. */
