@@ -116,7 +116,8 @@ int sdrsa_stats(struct sdrsa_client *c, struct sdrsa_stats *out);
 /* Pipelined interface. A submitted page buffer must stay valid until its
  * completion is reaped: a put's page is sent from it (not copied), so it must
  * stay unchanged until then; a get's page may be written into it at any time
- * before its completion, and holds the page only if the result is 0. Returns
+ * before its completion, and holds the page only if the result is 0 (so two
+ * outstanding gets must not share a buffer). Returns
  * 0 or -errno; -EBUSY when SDRSA_CLIENT_MAX_INFLIGHT operations are already
  * outstanding. */
 #define SDRSA_CLIENT_MAX_INFLIGHT 4096
