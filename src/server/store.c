@@ -16,6 +16,7 @@
 
 #include <sdrsa/protocol.h>
 
+#include "common/util.h"
 #include "server/index.h"
 #include "server/pool.h"
 #include "server/store.h"
@@ -151,13 +152,17 @@ static int overwrite(struct sdrsa_store *st, struct sdrsa_ns *ns, struct sdrsa_i
 	return 0;
 }
 
+/* How long a put waits for a pinned slot before it gives up (see below). */
+#define PIN_WAIT_MAX_MS 1000u
+
 int sdrsa_store_put(struct sdrsa_store *st, struct sdrsa_ns *ns, uint64_t addr, const void *page,
 		    uint64_t csum)
 {
 	struct sdrsa_index_shard *sh;
 	struct sdrsa_index_ent *e;
 	uint32_t slot = SDRSA_SLOT_ZERO;
-	uint64_t h;
+	uint64_t h, wait_start_ms = 0;
+	unsigned waits = 0;
 	int zero, rc;
 
 	if (addr % SDRSA_PAGE_SIZE)
@@ -205,9 +210,16 @@ out:
 	sdrsa_index_unlock(sh);
 	if (rc == -EAGAIN) {
 		/* Never wait with the shard lock held: the sender that pins the
-		 * slot we wait for may be waiting for this lock (its next page). */
-		sched_yield();
-		goto again;
+		 * slot we wait for may be waiting for this lock (its next page).
+		 * A pin lasts one non-blocking send; one that lasts a second is
+		 * a bug, reported as a failed put rather than a hung worker. */
+		if (!waits++)
+			wait_start_ms = sdrsa_now_ms();
+		if (waits % 256 || sdrsa_now_ms() - wait_start_ms < PIN_WAIT_MAX_MS) {
+			sched_yield();
+			goto again;
+		}
+		rc = -EIO;
 	}
 	return rc;
 }

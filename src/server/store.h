@@ -58,7 +58,9 @@ void sdrsa_store_close(struct sdrsa_store *st, struct sdrsa_ns *ns);
  * sdrsa_page_csum(), or NULL for a page the client marked all-zero (csum is
  * then ignored). Returns 0 (stored in a slot), 1 (stored as a zero page),
  * -EINVAL (address not page-aligned), -EBADMSG (csum does not match the
- * data; nothing changed), -EDQUOT, -ENOSPC, or -ENOMEM (index could not grow).
+ * data; nothing changed), -EDQUOT, -ENOSPC, -ENOMEM (index could not grow), or
+ * -EIO (a slot it waited for stayed pinned for a second: a bug).
+ * May wait (unlocked) for a pinned slot when the pool has no other free slot.
  */
 int sdrsa_store_put(struct sdrsa_store *st, struct sdrsa_ns *ns, uint64_t addr, const void *page,
 		    uint64_t csum);

@@ -924,6 +924,30 @@ static void test_pinned_full_pool(void **state)
 	sdrsa_store_free(st);
 }
 
+/* A pin that never ends (a bug) makes a put that needs its slot fail with
+ * -EIO after a bounded wait: the worker is not hung, nothing is overwritten. */
+static void test_pinned_forever(void **state)
+{
+	struct sdrsa_store *st = new_store(1, 0, 0);
+	struct sdrsa_ns *ns;
+	uint8_t old[PAGE];
+	const void *page = NULL;
+	uint32_t slot = 0;
+	uint64_t csum = 0;
+
+	(void)state;
+	assert_int_equal(sdrsa_store_open(st, "pinbug", &ns), 0);
+	assert_int_equal(put_pattern(st, ns, 0x1000, 1), 0);
+	assert_int_equal(sdrsa_store_get_pinned(st, ns, 0x1000, &page, &slot, &csum), 0);
+	assert_int_equal(put_pattern(st, ns, 0x1000, 2), -EIO);
+	fill(old, 1, 0x1000);
+	assert_memory_equal(page, old, PAGE);
+	sdrsa_store_unpin(st, slot);
+	assert_pattern(st, ns, 0x1000, 1);
+	sdrsa_store_close(st, ns);
+	sdrsa_store_free(st);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -938,6 +962,7 @@ int main(void)
 	    cmocka_unit_test(test_threads_free_all), cmocka_unit_test(test_prefetch),
 	    cmocka_unit_test(test_pinned_replace_and_drop),
 	    cmocka_unit_test(test_pinned_full_pool),
+	    cmocka_unit_test(test_pinned_forever),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
