@@ -6,13 +6,17 @@
  *   -ENOENT     no page stored at that address
  *   -ENOSPC     the server's pool is full (nothing of yours was dropped)
  *   -EDQUOT     your quota on that server is used up
- *   -EBADMSG    a page or frame failed its checksum (data never delivered)
+ *   -EBADMSG    a page or frame failed its checksum (the page is not valid)
  *   -ETIMEDOUT  no answer within the timeout; the connection is then closed
  *   -ECONNRESET the server closed the connection
  *   -ENOTCONN   the connection was closed earlier; call sdrsa_client_reconnect()
  *   -EACCES     namespace refused; -EPERM authentication failed
  *   -EINVAL     bad argument (e.g. an address that is not page-aligned)
- * Output parameters are written only on success.
+ * Output parameters are written only on success, with one exception: a get's
+ * page buffer. Its data may be received straight into it before the checksum
+ * is verified, so after a failed get (-EBADMSG, or the connection failing
+ * meanwhile) the buffer's content is unspecified: never use it. After
+ * -ENOENT it is untouched (no data was sent for it).
  *
  * Threading: a struct sdrsa_client is not thread-safe. Use one handle per
  * thread (each is its own connection, bound to the same namespace when they
@@ -109,9 +113,13 @@ int sdrsa_free_all(struct sdrsa_client *c, uint64_t *freed);
 int sdrsa_ping(struct sdrsa_client *c);
 int sdrsa_stats(struct sdrsa_client *c, struct sdrsa_stats *out);
 
-/* Pipelined interface. A submitted page buffer must stay valid (and, for a
- * put, unchanged) until its completion is reaped. Returns 0 or -errno; -EBUSY
- * when SDRSA_CLIENT_MAX_INFLIGHT operations are already outstanding. */
+/* Pipelined interface. A submitted page buffer must stay valid until its
+ * completion is reaped: a put's page is sent from it (not copied), so it must
+ * stay unchanged until then; a get's page may be written into it at any time
+ * before its completion, and holds the page only if the result is 0 (so two
+ * outstanding gets must not share a buffer). Returns
+ * 0 or -errno; -EBUSY when SDRSA_CLIENT_MAX_INFLIGHT operations are already
+ * outstanding. */
 #define SDRSA_CLIENT_MAX_INFLIGHT 4096
 int sdrsa_submit_get(struct sdrsa_client *c, uint64_t addr, void *page, uint64_t tag);
 int sdrsa_submit_put(struct sdrsa_client *c, uint64_t addr, const void *page, uint64_t tag);

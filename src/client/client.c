@@ -20,7 +20,9 @@
  *
  * A flush writes all queued frames with sendmsg() (puts' pages referenced in
  * place); when the socket is full it reads replies while it waits, so a
- * client and a server can never both block on full buffers.
+ * client and a server can never both block on full buffers. Replies to GETs
+ * of many pages are read header and entries first, then with readv() straight
+ * into the callers' pages (queue.c, "direct receive").
  *
  * Timeout: the connection is declared dead when operations are outstanding
  * and no byte has moved in either direction for timeout_ms. Then the socket
@@ -160,7 +162,9 @@ static void teardown(struct sdrsa_client *c, int err)
 	client_queue_fail_all(c, err);
 }
 
-/* One non-blocking recv() into the receive buffer, then parse it.
+/* One non-blocking read, then parse what came: into the receive buffer, or
+ * while a GET reply's pages are being received directly (queue.c), into
+ * their destinations and then the receive buffer.
  * Returns 1 if bytes arrived, 0 if none were there, -errno if the connection
  * failed (it is then closed and every operation completed). */
 static int recv_once(struct sdrsa_client *c)
@@ -168,16 +172,25 @@ static int recv_once(struct sdrsa_client *c)
 	ssize_t r;
 	int rc;
 
-	r = recv(c->fd, c->rbuf + c->wpos, CLIENT_RBUF_SIZE - c->wpos, MSG_DONTWAIT);
-	if (r > 0) {
-		c->wpos += (size_t)r;
-		c->moved = 1;
-		rc = client_process_rbuf(c);
-		if (rc < 0) {
-			teardown(c, rc);
-			return rc;
+	if (c->rx.head != CLIENT_NIL) {
+		struct iovec iov[SDRSA_MAX_BATCH + 1];
+		struct msghdr m = { .msg_iov = iov };
+
+		m.msg_iovlen = client_rx_iov(c, iov);
+		r = recvmsg(c->fd, &m, MSG_DONTWAIT);
+		if (r > 0) {
+			c->moved = 1;
+			rc = client_rx_received(c, (size_t)r);
+			goto parsed;
 		}
-		return 1;
+	} else {
+		r = recv(c->fd, c->rbuf + c->wpos, client_rx_want(c), MSG_DONTWAIT);
+		if (r > 0) {
+			c->wpos += (size_t)r;
+			c->moved = 1;
+			rc = client_process_rbuf(c);
+			goto parsed;
+		}
 	}
 	if (r == 0) {
 		teardown(c, -ECONNRESET);
@@ -188,6 +201,15 @@ static int recv_once(struct sdrsa_client *c)
 	rc = -errno;
 	teardown(c, rc);
 	return rc;
+
+parsed:
+	if (rc < 0) {
+		teardown(c, rc);
+		return rc;
+	}
+	/* A GET reply whose pages have not all come: read them into place. */
+	client_rx_direct_start(c);
+	return 1;
 }
 
 /* Receive until something arrives: spin for spin_us, then sleep in poll().

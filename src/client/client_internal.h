@@ -21,8 +21,15 @@
  * Completed user operations wait in a FIFO (again through `next`) for
  * sdrsa_reap().
  *
- * Ownership: a put's page is referenced, not copied, until its reply; a get's
- * destination is written only after its page checksum has been verified.
+ * Ownership: a put's page is referenced, not copied, until its reply. A get's
+ * page data is received straight into its destination when the reply frame
+ * is not whole in the receive buffer (the usual case for frames of many
+ * pages: the header and entries are read first, then the pages by readv into
+ * the callers' buffers, "direct receive"); its checksum is verified there
+ * after the data arrived, and a page that fails it completes with -EBADMSG
+ * (the buffer then holds what came). Data the caller must not get (a page
+ * for the wrong address) goes to a scratch page. A reply whole in the receive
+ * buffer is copied out after its checksum is verified, as before.
  * Not thread-safe, like the handle it belongs to.
  */
 #ifndef SDRSA_CLIENT_INTERNAL_H
@@ -50,6 +57,10 @@
  * slack, so that a partial frame is moved to the front at most once. */
 #define CLIENT_MAX_FRAME (SDRSA_HDR_SIZE + SDRSA_MAX_PAYLOAD)
 #define CLIENT_RBUF_SIZE (2u * CLIENT_MAX_FRAME + 65536u)
+/* Direct receive pays a recv() for the header and entries before the pages;
+ * a 4 KiB copy costs less than that, so plain reads stay greedy (and copy)
+ * while fewer GETs than this are outstanding (a synchronous get: one). */
+#define CLIENT_RX_DIRECT_MIN 4u
 
 _Static_assert(CLIENT_NSLOTS <= (1u << CLIENT_SLOT_BITS), "slot index must fit in req_id");
 
@@ -77,8 +88,21 @@ struct client_op {
 	uint8_t kind;               /* what this slot does: SDRSA_OP_GET, PUT, FREE, PING, ... */
 	uint8_t fop;                /* head only: the frame's opcode */
 	uint8_t state;              /* enum op_state */
-	uint8_t zero;               /* PUT: the page is all zeros, sent without data */
-	int result;                 /* 0 or -errno once DONE */
+	uint8_t zero;               /* PUT: the page is all zeros, sent without data;
+				     * GET in direct receive: the reply says zero page */
+	uint8_t rdata;              /* GET in direct receive: the reply carries data */
+	int result;                 /* 0 or -errno once DONE; direct receive: so far */
+	uint64_t rcsum;             /* GET in direct receive: the reply's page checksum */
+};
+
+/* The GET reply whose page data is being received into its destinations. */
+struct client_rx {
+	uint32_t head;                      /* its head slot; CLIENT_NIL: none */
+	uint32_t count;                     /* its operations */
+	uint32_t ndest, pos;                /* destinations; the one being filled */
+	size_t off;                         /* bytes of dest[pos] already there */
+	size_t left;                        /* data bytes still to come */
+	uint8_t *dest[SDRSA_MAX_BATCH];     /* a caller's page or scratch, in data order */
 };
 
 struct sdrsa_client {
@@ -108,6 +132,7 @@ struct sdrsa_client {
 	uint32_t free_head;
 	uint32_t user_ops; /* user operations submitted and not reaped */
 	uint32_t nsent;    /* operations sent and not answered */
+	uint32_t nsent_get; /* of them, GETs */
 	uint32_t cq_head, cq_tail;
 	uint32_t cq_len;
 
@@ -121,6 +146,8 @@ struct sdrsa_client {
 	/* Receive buffer: bytes [rpos, wpos) are unparsed. */
 	uint8_t *rbuf;
 	size_t rpos, wpos;
+	struct client_rx rx;
+	uint8_t *scratch; /* one page: sink of data no caller gets */
 };
 
 /* queue.c */
@@ -148,6 +175,26 @@ void client_queue_sent(struct sdrsa_client *c);
  * and compact the buffer. Returns 0 or a -errno that must close the
  * connection (protocol violation, or the server's reason for closing). */
 int client_process_rbuf(struct sdrsa_client *c);
+/* Direct receive (see the top). client_rx_direct_start(): when the frame at
+ * the head of rbuf is a GET reply with its header and entries in and its data
+ * not, check it as client_process_rbuf() would, move the data already in
+ * rbuf to its destinations, empty rbuf and return 1: the rest of the frame
+ * must then be received with client_rx_iov() and client_rx_received().
+ * Returns 0 (nothing started: the frame is read into rbuf as usual). */
+int client_rx_direct_start(struct sdrsa_client *c);
+/* The iovecs of the next read in direct receive (iov: SDRSA_MAX_BATCH + 1):
+ * the rest of the data, then room in rbuf for the next frame's header and
+ * entries. Returns how many. */
+size_t client_rx_iov(struct sdrsa_client *c, struct iovec *iov);
+/* n bytes were read into those iovecs. When the frame's data is complete,
+ * verify each page, complete the operations and parse what came after it
+ * (as client_process_rbuf(), whose result it returns). */
+int client_rx_received(struct sdrsa_client *c, size_t n);
+/* How many bytes a plain read into rbuf should take now: everything there is
+ * room for, or with many GETs outstanding no more than the next frame's
+ * header and entries (so that its pages can be received directly). */
+size_t client_rx_want(const struct sdrsa_client *c);
+
 /* Pop a completion. Returns 0 or -ENOENT when the FIFO is empty. */
 int client_pop_completion(struct sdrsa_client *c, struct sdrsa_completion *out);
 

@@ -7,9 +7,11 @@
  * cycle: see client_internal.h.
  *
  * Costs per page on the hot path: a put computes its XXH3 checksum and a
- * zero-page test once at submit; a get verifies the checksum of the reply and
- * copies 4 KiB from the receive buffer into the caller's page (a copy is
- * cheaper than a system call per page: one recv() takes many replies).
+ * zero-page test once at submit (its page is sent from the caller's buffer);
+ * a get verifies the checksum of the reply. Its page arrives in the caller's
+ * buffer by readv() when the frame carries many pages (direct receive, see
+ * client_internal.h), or is copied out of the receive buffer when a frame
+ * came whole (one recv() for a small reply is cheaper than two).
  */
 #include <errno.h>
 #include <stdint.h>
@@ -17,6 +19,7 @@
 #include <string.h>
 
 #include "client/client_internal.h"
+#include "common/util.h"
 
 void client_batch_record(struct client_batch *b, uint64_t idx, int result)
 {
@@ -37,7 +40,8 @@ int client_queue_init(struct sdrsa_client *c)
 	/* Worst case per frame: its metadata, then one page per entry. */
 	c->iov = calloc(2 * (size_t)CLIENT_NSLOTS + 1, sizeof(*c->iov));
 	c->rbuf = malloc(CLIENT_RBUF_SIZE);
-	if (!c->ops || !c->meta || !c->unsent || !c->iov || !c->rbuf) {
+	c->scratch = malloc(SDRSA_PAGE_SIZE);
+	if (!c->ops || !c->meta || !c->unsent || !c->iov || !c->rbuf || !c->scratch) {
 		client_queue_destroy(c);
 		return -ENOMEM;
 	}
@@ -48,9 +52,11 @@ int client_queue_init(struct sdrsa_client *c)
 	c->cq_len = 0;
 	c->user_ops = 0;
 	c->nsent = 0;
+	c->nsent_get = 0;
 	c->meta_len = 0;
 	c->nunsent = 0;
 	c->rpos = c->wpos = 0;
+	c->rx.head = CLIENT_NIL;
 	c->gen = 1;
 	if (!c->max_batch)
 		c->max_batch = SDRSA_MAX_BATCH;
@@ -65,6 +71,8 @@ void client_queue_destroy(struct sdrsa_client *c)
 	free(c->unsent);
 	free(c->iov);
 	free(c->rbuf);
+	free(c->scratch);
+	c->scratch = NULL;
 	c->ops = NULL;
 	c->meta = NULL;
 	c->unsent = NULL;
@@ -103,8 +111,11 @@ static void complete(struct sdrsa_client *c, uint32_t i, int result)
 {
 	struct client_op *op = &c->ops[i];
 
-	if (op->state == OP_SENT)
+	if (op->state == OP_SENT) {
 		c->nsent--;
+		if (op->kind == SDRSA_OP_GET)
+			c->nsent_get--;
+	}
 	if (op->batch) {
 		client_batch_record(op->batch, op->tag, result);
 		free_slot(c, i);
@@ -138,9 +149,11 @@ void client_queue_fail_all(struct sdrsa_client *c, int err)
 		if (c->ops[i].state == OP_QUEUED || c->ops[i].state == OP_SENT)
 			complete(c, i, err);
 	c->nsent = 0;
+	c->nsent_get = 0;
 	c->nunsent = 0;
 	c->meta_len = 0;
 	c->rpos = c->wpos = 0;
+	c->rx.head = CLIENT_NIL;
 }
 
 static uint32_t next_req_id(struct sdrsa_client *c, uint32_t slot)
@@ -282,6 +295,8 @@ size_t client_queue_build(struct sdrsa_client *c, size_t *bytes)
 
 			op->state = OP_SENT;
 			c->nsent++;
+			if (op->kind == SDRSA_OP_GET)
+				c->nsent_get++;
 			if (op->kind == SDRSA_OP_PUT && !op->zero) {
 				iov[n].iov_base = op->page;
 				iov[n].iov_len = SDRSA_PAGE_SIZE;
@@ -458,6 +473,183 @@ int client_process_rbuf(struct sdrsa_client *c)
 		c->rpos = 0;
 	}
 	return 0;
+}
+
+/* ---- direct receive of GET replies ---------------------------------------- */
+
+/* The head slot of the frame a reply answers, or CLIENT_NIL if it answers
+ * none of ours (handle_reply() reports that case when the frame is whole). */
+static uint32_t reply_head(const struct sdrsa_client *c, const struct sdrsa_hdr *h)
+{
+	uint32_t head = h->req_id & CLIENT_SLOT_MASK;
+
+	if (head >= CLIENT_NSLOTS || c->ops[head].state != OP_SENT ||
+	    c->ops[head].req_id != h->req_id || c->ops[head].fop != h->opcode)
+		return CLIENT_NIL;
+	return head;
+}
+
+int client_rx_direct_start(struct sdrsa_client *c)
+{
+	size_t avail = c->wpos - c->rpos, meta, have;
+	const uint8_t *payload, *data;
+	struct client_rx *rx = &c->rx;
+	struct sdrsa_hdr h;
+	uint32_t head, i;
+
+	if (rx->head != CLIENT_NIL || avail < SDRSA_HDR_SIZE)
+		return 0;
+	if (sdrsa_hdr_decode(c->rbuf + c->rpos, avail, &h) < 0 || !(h.flags & SDRSA_F_REPLY) ||
+	    h.opcode != SDRSA_OP_GET || h.status != SDRSA_S_OK)
+		return 0;
+	meta = sdrsa_meta_len(&h);
+	if (avail < SDRSA_HDR_SIZE + meta || avail >= SDRSA_HDR_SIZE + (size_t)h.len)
+		return 0;
+	head = reply_head(c, &h);
+	payload = c->rbuf + c->rpos + SDRSA_HDR_SIZE;
+	/* Anything odd: leave it to handle_entries() once the frame is whole. */
+	if (head == CLIENT_NIL || h.count != c->ops[head].count ||
+	    sdrsa_payload_check(&h, payload) < 0)
+		return 0;
+	rx->ndest = 0;
+	i = head;
+	for (unsigned k = 0; k < h.count; k++) {
+		struct client_op *op = &c->ops[i];
+		struct sdrsa_entry e;
+		int r;
+
+		sdrsa_entry_decode(payload + (size_t)k * SDRSA_ENTRY_SIZE, &e);
+		r = e.addr == op->addr ? sdrsa_status_errno(e.status) : -EBADMSG;
+		op->result = r;
+		op->zero = r == 0 && (e.flags & SDRSA_EF_ZERO);
+		op->rdata = e.len != 0;
+		op->rcsum = e.csum;
+		if (e.len)
+			rx->dest[rx->ndest++] = r == 0 ? op->page : c->scratch;
+		i = op->next;
+	}
+	rx->head = head;
+	rx->count = h.count;
+	rx->pos = 0;
+	rx->off = 0;
+	rx->left = (size_t)h.len - meta;
+	/* The data that came with the entries: copied (at most one read's worth
+	 * beyond them), the rest goes straight to its pages. */
+	data = payload + meta;
+	have = avail - SDRSA_HDR_SIZE - meta;
+	while (have) {
+		size_t n = MIN(have, SDRSA_PAGE_SIZE - rx->off);
+
+		memcpy(rx->dest[rx->pos] + rx->off, data, n);
+		data += n;
+		have -= n;
+		rx->left -= n;
+		rx->off += n;
+		if (rx->off == SDRSA_PAGE_SIZE) {
+			rx->pos++;
+			rx->off = 0;
+		}
+	}
+	c->rpos = c->wpos = 0;
+	return 1;
+}
+
+size_t client_rx_iov(struct sdrsa_client *c, struct iovec *iov)
+{
+	const struct client_rx *rx = &c->rx;
+	uint32_t others = c->nsent - rx->count;
+	size_t n = 0;
+
+	for (uint32_t k = rx->pos; k < rx->ndest; k++) {
+		size_t off = k == rx->pos ? rx->off : 0;
+
+		iov[n].iov_base = rx->dest[k] + off;
+		iov[n].iov_len = SDRSA_PAGE_SIZE - off;
+		n++;
+	}
+	/* Room for the header and entries of the next reply, no more: its
+	 * pages should go to their destinations too. */
+	if (others) {
+		iov[n].iov_base = c->rbuf + c->wpos;
+		iov[n].iov_len = MIN(SDRSA_HDR_SIZE + (size_t)SDRSA_ENTRY_SIZE *
+						       MIN(others, SDRSA_MAX_BATCH),
+				     CLIENT_RBUF_SIZE - c->wpos);
+		n++;
+	}
+	return n;
+}
+
+/* The frame's data is all in: verify and complete its operations. */
+static void rx_finish(struct sdrsa_client *c)
+{
+	uint32_t i = c->rx.head;
+
+	c->rx.head = CLIENT_NIL;
+	while (i != CLIENT_NIL) {
+		struct client_op *op = &c->ops[i];
+		uint32_t next = op->next;
+		int r = op->result;
+
+		if (r == 0) {
+			if (op->zero) {
+				memset(op->page, 0, SDRSA_PAGE_SIZE);
+			} else if (!op->rdata ||
+				   sdrsa_page_csum(op->page, op->addr) != op->rcsum) {
+				client_log(c, SDRSA_LOG_WARN,
+					   "page 0x%llx failed its checksum; its buffer holds what "
+					   "came, not a valid page",
+					   (unsigned long long)op->addr);
+				r = -EBADMSG;
+			}
+		}
+		complete(c, i, r);
+		i = next;
+	}
+}
+
+int client_rx_received(struct sdrsa_client *c, size_t n)
+{
+	struct client_rx *rx = &c->rx;
+	size_t data = MIN(n, rx->left), take = data;
+
+	rx->left -= data;
+	while (take) {
+		size_t k = MIN(take, SDRSA_PAGE_SIZE - rx->off);
+
+		take -= k;
+		rx->off += k;
+		if (rx->off == SDRSA_PAGE_SIZE) {
+			rx->pos++;
+			rx->off = 0;
+		}
+	}
+	if (rx->left)
+		return 0;
+	/* Bytes past the data landed in rbuf (the last iovec). */
+	c->wpos += n - data;
+	rx_finish(c);
+	return client_process_rbuf(c);
+}
+
+size_t client_rx_want(const struct sdrsa_client *c)
+{
+	size_t room = CLIENT_RBUF_SIZE - c->wpos, avail = c->wpos - c->rpos, want;
+	struct sdrsa_hdr h;
+
+	if (c->nsent_get < CLIENT_RX_DIRECT_MIN)
+		return room;
+	if (avail < SDRSA_HDR_SIZE)
+		want = SDRSA_HDR_SIZE +
+		       (size_t)SDRSA_ENTRY_SIZE * MIN(c->nsent, SDRSA_MAX_BATCH) - avail;
+	else if (sdrsa_hdr_decode(c->rbuf + c->rpos, avail, &h) < 0)
+		return room;
+	else if (h.opcode == SDRSA_OP_GET && avail < SDRSA_HDR_SIZE + sdrsa_meta_len(&h))
+		want = SDRSA_HDR_SIZE + sdrsa_meta_len(&h) - avail;
+	else if (avail < SDRSA_HDR_SIZE + (size_t)h.len)
+		want = SDRSA_HDR_SIZE + (size_t)h.len - avail;
+	else
+		return room;
+	return MIN(want, room);
 }
 
 int client_pop_completion(struct sdrsa_client *c, struct sdrsa_completion *out)

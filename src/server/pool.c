@@ -24,7 +24,14 @@ struct sdrsa_pool {
 	uint32_t nfree;	       /* entries in stack */
 	uint32_t next_fresh;   /* slots >= this were never handed out */
 	_Atomic uint64_t used; /* slots handed out and not released */
+	/* Per slot: pins in the low bits, PIN_RETIRED once its page gave it
+	 * up while pinned. mmap'd like the stack, touched only by pins. */
+	_Atomic uint32_t *pins;
+	size_t pins_bytes;
+	_Atomic uint64_t retiring; /* slots retired and still pinned */
 };
+
+#define PIN_RETIRED 0x80000000u
 
 int sdrsa_pool_new(uint64_t pages, int lock, struct sdrsa_pool **ret)
 {
@@ -70,10 +77,19 @@ int sdrsa_pool_new(uint64_t pages, int lock, struct sdrsa_pool **ret)
 		rc = -ENOMEM;
 		goto out_unlock;
 	}
+	p->pins_bytes = (size_t)pages * sizeof(*p->pins);
+	p->pins = mmap(NULL, p->pins_bytes, PROT_READ | PROT_WRITE,
+		       MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+	if (p->pins == MAP_FAILED) {
+		rc = -ENOMEM;
+		goto out_stack;
+	}
 	pthread_mutex_init(&p->lock, NULL);
 	*ret = p;
 	return 0;
 
+out_stack:
+	munmap(p->stack, p->stack_bytes);
 out_unlock:
 	if (p->locked)
 		munlock(p->base, p->bytes);
@@ -89,6 +105,7 @@ void sdrsa_pool_free(struct sdrsa_pool *p)
 	if (!p)
 		return;
 	pthread_mutex_destroy(&p->lock);
+	munmap(p->pins, p->pins_bytes);
 	munmap(p->stack, p->stack_bytes);
 	if (p->locked)
 		munlock(p->base, p->bytes);
@@ -122,6 +139,56 @@ void sdrsa_pool_release(struct sdrsa_pool *p, uint32_t slot)
 	p->stack[p->nfree++] = slot;
 	pthread_mutex_unlock(&p->lock);
 	atomic_fetch_sub_explicit(&p->used, 1, memory_order_relaxed);
+}
+
+void sdrsa_pool_pin(struct sdrsa_pool *p, uint32_t slot)
+{
+	/* Relaxed: the owner's shard lock, held here and by every writer of
+	 * the slot's bytes, orders this pin before any later write. */
+	atomic_fetch_add_explicit(&p->pins[slot], 1, memory_order_relaxed);
+}
+
+void sdrsa_pool_unpin(struct sdrsa_pool *p, uint32_t slot)
+{
+	/* Release: our reads of the slot end before anyone sees it unpinned. */
+	uint32_t old = atomic_fetch_sub_explicit(&p->pins[slot], 1, memory_order_acq_rel);
+
+	if (old == (PIN_RETIRED | 1u)) {
+		/* The page let the slot go while we sent it: ours to release. */
+		atomic_store_explicit(&p->pins[slot], 0, memory_order_relaxed);
+		sdrsa_pool_release(p, slot);
+		atomic_fetch_sub_explicit(&p->retiring, 1, memory_order_relaxed);
+	}
+}
+
+void sdrsa_pool_retire(struct sdrsa_pool *p, uint32_t slot)
+{
+	uint32_t old;
+
+	/* No new pin can come (the caller holds the owner's shard lock and the
+	 * page is going): unpinned now means unpinned for good. */
+	if (!atomic_load_explicit(&p->pins[slot], memory_order_acquire)) {
+		sdrsa_pool_release(p, slot);
+		return;
+	}
+	atomic_fetch_add_explicit(&p->retiring, 1, memory_order_relaxed);
+	old = atomic_fetch_or_explicit(&p->pins[slot], PIN_RETIRED, memory_order_acq_rel);
+	if (old == 0) {
+		/* The last pin went in between. */
+		atomic_store_explicit(&p->pins[slot], 0, memory_order_relaxed);
+		sdrsa_pool_release(p, slot);
+		atomic_fetch_sub_explicit(&p->retiring, 1, memory_order_relaxed);
+	}
+}
+
+int sdrsa_pool_pinned(const struct sdrsa_pool *p, uint32_t slot)
+{
+	return atomic_load_explicit(&p->pins[slot], memory_order_acquire) != 0;
+}
+
+uint64_t sdrsa_pool_retiring(const struct sdrsa_pool *p)
+{
+	return atomic_load_explicit(&((struct sdrsa_pool *)p)->retiring, memory_order_relaxed);
 }
 
 void *sdrsa_pool_page(const struct sdrsa_pool *p, uint32_t slot)

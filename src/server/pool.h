@@ -40,6 +40,30 @@ int sdrsa_pool_alloc(struct sdrsa_pool *p, uint32_t *slot);
  * the whole page before anyone can read it). */
 void sdrsa_pool_release(struct sdrsa_pool *p, uint32_t slot);
 
+/*
+ * Pins: a slot whose bytes are being sent straight to a socket (a GET reply
+ * sent from the pool, see docs/THREADS.md) is pinned for the length of that
+ * send, so that it is neither handed to another page nor overwritten while
+ * the kernel copies it.
+ *  - sdrsa_pool_pin() is called under the index shard lock of the page that
+ *    owns the slot (so a pin is never taken on a slot that has no owner);
+ *  - sdrsa_pool_unpin() needs no lock;
+ *  - a page that gives its slot up (freed, replaced, turned into a zero page)
+ *    calls sdrsa_pool_retire() under its shard lock instead of
+ *    sdrsa_pool_release(): the slot is released at once if nobody pins it,
+ *    else by the last sdrsa_pool_unpin();
+ *  - sdrsa_pool_pinned() says, under the owner's shard lock, whether the slot
+ *    may be written in place (0: nobody reads it, nobody can start to).
+ * No pin is ever held across a lock acquisition that can wait for a pin.
+ */
+void sdrsa_pool_pin(struct sdrsa_pool *p, uint32_t slot);
+void sdrsa_pool_unpin(struct sdrsa_pool *p, uint32_t slot);
+void sdrsa_pool_retire(struct sdrsa_pool *p, uint32_t slot);
+int sdrsa_pool_pinned(const struct sdrsa_pool *p, uint32_t slot);
+/* Retired slots still pinned (they come back when their sends end): while
+ * this is not 0, an -ENOSPC of sdrsa_pool_alloc() is only temporary. */
+uint64_t sdrsa_pool_retiring(const struct sdrsa_pool *p);
+
 /* The 4096 bytes of a slot. */
 void *sdrsa_pool_page(const struct sdrsa_pool *p, uint32_t slot);
 

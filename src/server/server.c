@@ -163,6 +163,22 @@ static int conn_arm(struct conn *c)
 	return 0;
 }
 
+size_t conn_send_iov(struct conn *c, const struct iovec *iov, size_t n)
+{
+	struct msghdr m = {.msg_iov = (struct iovec *)iov, .msg_iovlen = n};
+	ssize_t r;
+
+	do
+		r = sendmsg(c->fd, &m, MSG_NOSIGNAL | MSG_DONTWAIT);
+	while (r < 0 && errno == EINTR);
+	if (r <= 0)
+		return 0; /* full, or failed: conn_flush() sees the error again */
+	c->bytes_out += (uint64_t)r;
+	STAT_ADD(c->w, bytes_out, (uint64_t)r);
+	c->last_tx_ms = sdrsa_now_ms();
+	return (size_t)r;
+}
+
 /* Send as much output as the socket takes. Returns 0 or -1 (closed). */
 static int conn_flush(struct conn *c)
 {
@@ -807,6 +823,8 @@ int sdrsa_server_new(const struct sdrsa_server_config *cfg, char *err, size_t er
 	}
 	pthread_rwlock_init(&s->keys_lock, NULL);
 	s->start_ms = sdrsa_now_ms();
+	if (getenv("SDRSA_TEST_SEND_DELAY_US"))
+		s->test_send_delay_us = (unsigned)strtoul(getenv("SDRSA_TEST_SEND_DELAY_US"), NULL, 10);
 	raise_nofile(s, s->max_conns);
 
 	if (cfg->key_file) {

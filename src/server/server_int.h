@@ -15,6 +15,7 @@
 #include <stdatomic.h>
 #include <stdint.h>
 #include <sys/socket.h>
+#include <sys/uio.h>
 
 #include <sdrsa/protocol.h>
 
@@ -131,6 +132,10 @@ struct sdrsa_server {
 	sdrsa_server_log_fn log;
 	void *log_userdata;
 	int log_level;
+	/* Tests only (SDRSA_TEST_SEND_DELAY_US in the environment): sleep this
+	 * long between pinning a GET's slots and sending them, so that a test
+	 * can make frees and puts of other workers land inside that window. */
+	unsigned test_send_delay_us;
 };
 
 /* Bytes queued in c->out and not sent yet. */
@@ -138,6 +143,12 @@ static inline size_t out_pending(const struct conn *c)
 {
 	return c->out_end - c->out_start;
 }
+
+/* server.c: one non-blocking sendmsg() of iov[0..n) on the connection (its
+ * output buffer must be empty, or replies would be reordered). Returns the
+ * bytes sent: 0 when the socket is full or failed (the failure is seen again,
+ * and the connection closed, by the next flush of the output buffer). */
+size_t conn_send_iov(struct conn *c, const struct iovec *iov, size_t n);
 
 /* Log one line at a syslog level (server.c). */
 void srv_log(struct sdrsa_server *s, int level, const char *fmt, ...)

@@ -9,12 +9,14 @@
  * the lock is taken, so the critical section is a lookup and one memcpy.
  */
 #include <errno.h>
+#include <sched.h>
 #include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include <sdrsa/protocol.h>
 
+#include "common/util.h"
 #include "server/index.h"
 #include "server/pool.h"
 #include "server/store.h"
@@ -107,7 +109,9 @@ static void zero_uncharge(struct sdrsa_store *st, struct sdrsa_ns *ns)
 	atomic_fetch_sub_explicit(&ns->zero_pages, 1, memory_order_relaxed);
 }
 
-/* Replace the contents of an existing entry. Shard locked. */
+/* Replace the contents of an existing entry. Shard locked. Returns as
+ * sdrsa_store_put(), or -EAGAIN: the slot is being sent and no other slot is
+ * free right now; unlock, let the send end, and try again. */
 static int overwrite(struct sdrsa_store *st, struct sdrsa_ns *ns, struct sdrsa_index_ent *e,
 		     const void *page, uint64_t csum, int zero)
 {
@@ -121,7 +125,7 @@ static int overwrite(struct sdrsa_store *st, struct sdrsa_ns *ns, struct sdrsa_i
 		 * zero page even over max_zero: it only shrinks memory use. */
 		atomic_fetch_add_explicit(&st->zero_pages, 1, memory_order_relaxed);
 		atomic_fetch_add_explicit(&ns->zero_pages, 1, memory_order_relaxed);
-		sdrsa_pool_release(st->pool, e->slot);
+		sdrsa_pool_retire(st->pool, e->slot);
 		e->slot = SDRSA_SLOT_ZERO;
 		e->csum = 0;
 		return 1;
@@ -130,8 +134,17 @@ static int overwrite(struct sdrsa_store *st, struct sdrsa_ns *ns, struct sdrsa_i
 		/* Zero -> data needs a slot; without one the zero page stays. */
 		rc = sdrsa_pool_alloc(st->pool, &slot);
 		if (rc)
-			return rc;
+			return rc == -ENOSPC && sdrsa_pool_retiring(st->pool) ? -EAGAIN : rc;
 		zero_uncharge(st, ns);
+		e->slot = slot;
+	} else if (sdrsa_pool_pinned(st->pool, e->slot)) {
+		/* Another worker is sending the old bytes: the new ones go into
+		 * another slot, so that send stays whole (old page, old csum),
+		 * and the old slot is released when it ends. */
+		rc = sdrsa_pool_alloc(st->pool, &slot);
+		if (rc)
+			return rc == -ENOSPC ? -EAGAIN : rc;
+		sdrsa_pool_retire(st->pool, e->slot);
 		e->slot = slot;
 	}
 	memcpy(sdrsa_pool_page(st->pool, e->slot), page, SDRSA_PAGE_SIZE);
@@ -139,13 +152,17 @@ static int overwrite(struct sdrsa_store *st, struct sdrsa_ns *ns, struct sdrsa_i
 	return 0;
 }
 
+/* How long a put waits for a pinned slot before it gives up (see below). */
+#define PIN_WAIT_MAX_MS 1000u
+
 int sdrsa_store_put(struct sdrsa_store *st, struct sdrsa_ns *ns, uint64_t addr, const void *page,
 		    uint64_t csum)
 {
 	struct sdrsa_index_shard *sh;
 	struct sdrsa_index_ent *e;
 	uint32_t slot = SDRSA_SLOT_ZERO;
-	uint64_t h;
+	uint64_t h, wait_start_ms = 0;
+	unsigned waits = 0;
 	int zero, rc;
 
 	if (addr % SDRSA_PAGE_SIZE)
@@ -154,6 +171,7 @@ int sdrsa_store_put(struct sdrsa_store *st, struct sdrsa_ns *ns, uint64_t addr, 
 		return -EBADMSG;
 	zero = !page || sdrsa_page_is_zero(page);
 	h = sdrsa_index_hash(ns->id, addr);
+again:
 	sh = sdrsa_index_lock(st->index, h);
 	e = sdrsa_index_find(sh, h, ns->id, addr);
 	if (e) {
@@ -164,6 +182,8 @@ int sdrsa_store_put(struct sdrsa_store *st, struct sdrsa_ns *ns, uint64_t addr, 
 	if (rc)
 		goto out;
 	rc = zero ? zero_charge(st) : sdrsa_pool_alloc(st->pool, &slot);
+	if (rc == -ENOSPC && !zero && sdrsa_pool_retiring(st->pool))
+		rc = -EAGAIN; /* slots being sent come back in a moment */
 	if (rc)
 		goto out_uncharge;
 	rc = sdrsa_index_insert(sh, h, ns->id, addr, &e);
@@ -188,6 +208,19 @@ out_uncharge:
 	sdrsa_ns_uncharge(st->nst, ns, 1);
 out:
 	sdrsa_index_unlock(sh);
+	if (rc == -EAGAIN) {
+		/* Never wait with the shard lock held: the sender that pins the
+		 * slot we wait for may be waiting for this lock (its next page).
+		 * A pin lasts one non-blocking send; one that lasts a second is
+		 * a bug, reported as a failed put rather than a hung worker. */
+		if (!waits++)
+			wait_start_ms = sdrsa_now_ms();
+		if (waits % 256 || sdrsa_now_ms() - wait_start_ms < PIN_WAIT_MAX_MS) {
+			sched_yield();
+			goto again;
+		}
+		rc = -EIO;
+	}
 	return rc;
 }
 
@@ -217,6 +250,42 @@ int sdrsa_store_get(struct sdrsa_store *st, struct sdrsa_ns *ns, uint64_t addr, 
 	}
 	sdrsa_index_unlock(sh);
 	return rc;
+}
+
+int sdrsa_store_get_pinned(struct sdrsa_store *st, struct sdrsa_ns *ns, uint64_t addr,
+			   const void **page, uint32_t *slot, uint64_t *csum)
+{
+	struct sdrsa_index_shard *sh;
+	struct sdrsa_index_ent *e;
+	uint64_t h;
+	int rc;
+
+	if (addr % SDRSA_PAGE_SIZE)
+		return -EINVAL;
+	h = sdrsa_index_hash(ns->id, addr);
+	sh = sdrsa_index_lock(st->index, h);
+	e = sdrsa_index_find(sh, h, ns->id, addr);
+	if (!e) {
+		rc = -ENOENT;
+	} else if (e->slot == SDRSA_SLOT_ZERO) {
+		*csum = 0;
+		rc = 1;
+	} else {
+		/* Pinned under the shard lock, while the slot is this page's:
+		 * from here until the unpin nobody writes or reuses it. */
+		sdrsa_pool_pin(st->pool, e->slot);
+		*slot = e->slot;
+		*page = sdrsa_pool_page(st->pool, e->slot);
+		*csum = e->csum;
+		rc = 0;
+	}
+	sdrsa_index_unlock(sh);
+	return rc;
+}
+
+void sdrsa_store_unpin(struct sdrsa_store *st, uint32_t slot)
+{
+	sdrsa_pool_unpin(st->pool, slot);
 }
 
 /* Look the page up and prefetch its slot; for_write: with intent to write
@@ -274,7 +343,7 @@ static void release_ent(struct sdrsa_store *st, struct sdrsa_ns *ns,
 	if (e->slot == SDRSA_SLOT_ZERO)
 		zero_uncharge(st, ns);
 	else
-		sdrsa_pool_release(st->pool, e->slot);
+		sdrsa_pool_retire(st->pool, e->slot);
 }
 
 int sdrsa_store_drop(struct sdrsa_store *st, struct sdrsa_ns *ns, uint64_t addr)

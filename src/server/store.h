@@ -10,11 +10,16 @@
  *  - an all-zero page takes no slot;
  *  - a new page is refused with -EDQUOT when its namespace is at its quota and
  *    with -ENOSPC when the pool is full; nothing stored is ever dropped or
- *    replaced to make room; replacing a page reuses its slot;
+ *    replaced to make room; replacing a page reuses its slot (unless it is
+ *    being sent: then the new data takes another slot, waiting for one if
+ *    the pool is full);
  *  - the client's page checksum is checked on put, stored with the page and
  *    returned unchanged on get (end to end);
  *  - page bytes are copied in and out under the index shard lock, so a get
- *    never sees a slot that was freed and reused meanwhile.
+ *    never sees a slot that was freed and reused meanwhile; a get that sends
+ *    straight from the slot pins it instead (sdrsa_store_get_pinned()): a
+ *    pinned slot is never reused or written until unpinned; a put that
+ *    replaces a pinned page writes into a new slot.
  *
  * Every function is thread-safe. Namespaces come from sdrsa_store_open() and
  * stay valid until sdrsa_store_free().
@@ -53,7 +58,9 @@ void sdrsa_store_close(struct sdrsa_store *st, struct sdrsa_ns *ns);
  * sdrsa_page_csum(), or NULL for a page the client marked all-zero (csum is
  * then ignored). Returns 0 (stored in a slot), 1 (stored as a zero page),
  * -EINVAL (address not page-aligned), -EBADMSG (csum does not match the
- * data; nothing changed), -EDQUOT, -ENOSPC, or -ENOMEM (index could not grow).
+ * data; nothing changed), -EDQUOT, -ENOSPC, -ENOMEM (index could not grow), or
+ * -EIO (a slot it waited for stayed pinned for a second: a bug).
+ * May wait (unlocked) for a pinned slot when the pool has no other free slot.
  */
 int sdrsa_store_put(struct sdrsa_store *st, struct sdrsa_ns *ns, uint64_t addr, const void *page,
 		    uint64_t csum);
@@ -64,6 +71,16 @@ int sdrsa_store_put(struct sdrsa_store *st, struct sdrsa_ns *ns, uint64_t addr, 
  */
 int sdrsa_store_get(struct sdrsa_store *st, struct sdrsa_ns *ns, uint64_t addr, void *page,
 		    uint64_t *csum);
+/*
+ * Fetch a page without copying it: returns 0 with *page pointing at its slot
+ * (pinned: nobody reuses or writes that slot until sdrsa_store_unpin(st,
+ * *slot)) and its stored checksum in *csum; 1 for a zero page (nothing
+ * pinned, *csum = 0); -ENOENT; -EINVAL. Unpin soon and take no other store
+ * call in between that may wait (put): for one send of the bytes.
+ */
+int sdrsa_store_get_pinned(struct sdrsa_store *st, struct sdrsa_ns *ns, uint64_t addr,
+			   const void **page, uint32_t *slot, uint64_t *csum);
+void sdrsa_store_unpin(struct sdrsa_store *st, uint32_t slot);
 /* Hint that the page at addr is about to be fetched: looks up its slot and
  * prefetches its bytes into the cache. Reads nothing out; no result. */
 void sdrsa_store_prefetch(struct sdrsa_store *st, struct sdrsa_ns *ns, uint64_t addr);

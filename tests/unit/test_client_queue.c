@@ -6,8 +6,9 @@
  * flush (the codec must accept every request frame; puts' pages referenced in
  * place, zero pages sent without data), and how replies are matched to
  * operations: out of order, byte by byte, corrupted page or metadata checksum,
- * zero pages, per-page and per-frame errors, unknown request ids, and the
- * failure of everything outstanding when the connection goes.
+ * zero pages, per-page and per-frame errors, unknown request ids, the
+ * failure of everything outstanding when the connection goes, and GET pages
+ * received straight into their buffers (direct receive).
  */
 #include <errno.h>
 #include <setjmp.h>
@@ -552,6 +553,107 @@ static void big_frames_cross_the_buffer_end(void **state)
 	free_client(c);
 }
 
+/* Scatter n bytes of src into iov[] as readv() would; returns bytes used. */
+static size_t scatter(const struct iovec *iov, size_t niov, const uint8_t *src, size_t n)
+{
+	size_t done = 0;
+
+	for (size_t i = 0; i < niov && done < n; i++) {
+		size_t k = MIN(iov[i].iov_len, n - done);
+
+		memcpy(iov[i].iov_base, src + done, k);
+		done += k;
+	}
+	return done;
+}
+
+/* Replies to GETs of many pages: header and entries read first, then the
+ * pages straight into their buffers (client_rx_*), then the next reply's
+ * header into rbuf. Zero page, miss (buffer untouched), a page corrupted in
+ * transit (-EBADMSG), pages split across reads. */
+static void direct_receive_into_pages(void **state)
+{
+	struct sdrsa_client *c = new_client(8);
+	static uint8_t src[10][PAGE], dst[10][PAGE], rep[2 * CLIENT_MAX_FRAME];
+	static struct req reqs[2];
+	struct iovec iov[SDRSA_MAX_BATCH + 1];
+	struct sdrsa_completion comp[16];
+	const int want[10] = { 0, 0, -ENOENT, -EBADMSG, 0, 0, 0, 0, 0, 0 };
+	size_t off = 0, len, pos, head_meta = HSZ + 8 * ESZ;
+	int n, direct = 0;
+
+	(void)state;
+	for (unsigned i = 0; i < 10; i++) {
+		fill_page(src[i], i + 3);
+		memset(dst[i], 0x5a, PAGE);
+		client_queue_op(c, SDRSA_OP_GET, (uint64_t)(i + 1) * PAGE, dst[i], i, NULL);
+	}
+	assert_int_equal(flush_and_parse(c, reqs, 2), 2);
+	assert_int_equal(c->nsent_get, 10);
+	{
+		const uint8_t *p[8] = { src[0], NULL, NULL, src[3], src[4], src[5], src[6], src[7] };
+		size_t a = off;
+
+		off += put_reply(rep + off, &reqs[0], 0,
+				 (const uint16_t[]){ 0, 0, SDRSA_S_NOT_FOUND, 0, 0, 0, 0, 0 },
+				 (const int[]){ 0, 1, 0, 0, 0, 0, 0, 0 }, p);
+		/* page 3 is the second data page of the frame (1 and 2 carry none) */
+		rep[a + head_meta + PAGE + 99] ^= 1;
+	}
+	{
+		const uint8_t *p[2] = { src[8], src[9] };
+		off += put_reply(rep + off, &reqs[1], 0, NULL, NULL, p);
+	}
+	/* With this many GETs outstanding a plain read takes a header and at
+	 * most one entry per outstanding operation. */
+	assert_int_equal(client_rx_want(c), HSZ + 10 * ESZ);
+	len = head_meta + 100;
+	feed(c, rep, len);
+	pos = len;
+	assert_int_equal(client_process_rbuf(c), 0);
+	assert_int_equal(c->cq_len, 0);
+	assert_int_equal(client_rx_direct_start(c), 1);
+	assert_int_equal(c->wpos, 0);
+	while (pos < off) {
+		if (c->rx.head != CLIENT_NIL) {
+			size_t niov = client_rx_iov(c, iov), k;
+
+			if (!direct) {
+				/* the rest of page 0 goes straight to its buffer */
+				assert_ptr_equal(iov[0].iov_base, dst[0] + 100);
+				direct = 1;
+			}
+			k = scatter(iov, niov, rep + pos, MIN(off - pos, (size_t)5000));
+			pos += k;
+			assert_int_equal(client_rx_received(c, k), 0);
+		} else {
+			size_t k = MIN(off - pos, client_rx_want(c));
+
+			feed(c, rep + pos, k);
+			pos += k;
+			assert_int_equal(client_process_rbuf(c), 0);
+			client_rx_direct_start(c);
+		}
+	}
+	assert_int_equal(c->rx.head, CLIENT_NIL);
+	assert_int_equal(c->nsent, 0);
+	assert_int_equal(c->nsent_get, 0);
+	n = reap_all(c, comp, 16);
+	assert_int_equal(n, 10);
+	for (int k = 0; k < n; k++) {
+		uint64_t i = comp[k].tag;
+
+		assert_int_equal(comp[k].result, want[i]);
+		if (want[i] == 0 && i != 1)
+			assert_memory_equal(dst[i], src[i], PAGE);
+	}
+	for (unsigned i = 0; i < PAGE; i++) {
+		assert_int_equal(dst[1][i], 0);
+		assert_int_equal(dst[2][i], 0x5a); /* a miss leaves the buffer alone */
+	}
+	free_client(c);
+}
+
 /* The checksum picked for this CPU (AVX2 or not) must be the codec's. */
 static void page_checksum_matches_codec(void **state)
 {
@@ -588,6 +690,7 @@ int main(void)
 		cmocka_unit_test(slots_run_out_cleanly),
 		cmocka_unit_test(big_frames_cross_the_buffer_end),
 		cmocka_unit_test(page_checksum_matches_codec),
+		cmocka_unit_test(direct_receive_into_pages),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

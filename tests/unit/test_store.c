@@ -16,6 +16,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
+#include <stdatomic.h>
 
 #include <cmocka.h>
 
@@ -806,6 +808,146 @@ static void test_threads_free_all(void **state)
 	run_threads(97, 1);
 }
 
+/* ---- pinned slots (GET replies sent straight from the pool) ---- */
+
+static uint64_t used_pages(struct sdrsa_store *st)
+{
+	struct sdrsa_store_counts sc;
+
+	sdrsa_store_counts(st, &sc);
+	return sc.used_pages;
+}
+
+/* A pinned page that is replaced or dropped keeps its bytes until unpinned:
+ * the replacement goes into another slot, the slot comes back at the unpin. */
+static void test_pinned_replace_and_drop(void **state)
+{
+	struct sdrsa_store *st = new_store(8, 0, 0);
+	struct sdrsa_ns *ns;
+	uint8_t old[PAGE];
+	const void *page = NULL;
+	uint32_t slot = 0;
+	uint64_t csum = 0;
+
+	(void)state;
+	assert_int_equal(sdrsa_store_open(st, "pin", &ns), 0);
+	assert_int_equal(put_pattern(st, ns, 0x1000, 1), 0);
+	fill(old, 1, 0x1000);
+	assert_int_equal(sdrsa_store_get_pinned(st, ns, 0x1000, &page, &slot, &csum), 0);
+	assert_true(csum == sdrsa_page_csum(old, 0x1000));
+	assert_memory_equal(page, old, PAGE);
+	/* replaced while pinned: the pinned bytes stay the old page */
+	assert_int_equal(put_pattern(st, ns, 0x1000, 2), 0);
+	assert_memory_equal(page, old, PAGE);
+	assert_pattern(st, ns, 0x1000, 2);
+	assert_int_equal(used_pages(st), 2);
+	sdrsa_store_unpin(st, slot);
+	assert_int_equal(used_pages(st), 1);
+	/* dropped while pinned: the slot is not reused until the unpin */
+	assert_int_equal(sdrsa_store_get_pinned(st, ns, 0x1000, &page, &slot, &csum), 0);
+	assert_int_equal(sdrsa_store_drop(st, ns, 0x1000), 0);
+	for (uint64_t a = 1; a <= 7; a++)
+		assert_int_equal(put_pattern(st, ns, a * 0x10000, 3), 0);
+	fill(old, 2, 0x1000);
+	assert_memory_equal(page, old, PAGE);
+	assert_int_equal(used_pages(st), 8);
+	sdrsa_store_unpin(st, slot);
+	assert_int_equal(used_pages(st), 7);
+	assert_int_equal(put_pattern(st, ns, 0x80000, 3), 0);
+	/* unpinned: replacing in place again, no extra slot */
+	assert_int_equal(used_pages(st), 8);
+	assert_int_equal(put_pattern(st, ns, 0x10000, 4), 0);
+	assert_int_equal(used_pages(st), 8);
+	assert_pattern(st, ns, 0x10000, 4);
+	sdrsa_store_close(st, ns);
+	sdrsa_store_free(st);
+}
+
+struct pin_waiter {
+	struct sdrsa_store *st;
+	struct sdrsa_ns *ns;
+	uint64_t addr;
+	int rc;
+	_Atomic int done;
+};
+
+static void *pin_waiter_main(void *arg)
+{
+	struct pin_waiter *w = arg;
+
+	w->rc = put_pattern(w->st, w->ns, w->addr, 9);
+	atomic_store(&w->done, 1);
+	return NULL;
+}
+
+/* In a full pool, a put that replaces a pinned page (or needs a slot that a
+ * drop is still releasing) waits for the unpin: never POOL_FULL, never the
+ * pinned bytes overwritten. */
+static void test_pinned_full_pool(void **state)
+{
+	struct sdrsa_store *st = new_store(2, 0, 0);
+	struct pin_waiter w = {0};
+	struct sdrsa_ns *ns;
+	uint8_t old[PAGE];
+	const void *page = NULL;
+	uint32_t slot = 0;
+	uint64_t csum = 0;
+	pthread_t th;
+
+	(void)state;
+	assert_int_equal(sdrsa_store_open(st, "pinfull", &ns), 0);
+	assert_int_equal(put_pattern(st, ns, 0x1000, 1), 0);
+	assert_int_equal(put_pattern(st, ns, 0x2000, 1), 0);
+	assert_int_equal(put_pattern(st, ns, 0x3000, 1), -ENOSPC);
+	fill(old, 1, 0x1000);
+	for (int pass = 0; pass < 2; pass++) {
+		assert_int_equal(sdrsa_store_get_pinned(st, ns, 0x1000, &page, &slot, &csum), 0);
+		w = (struct pin_waiter){.st = st, .ns = ns, .addr = 0x1000};
+		if (pass == 1) {
+			/* the slot of a dropped, pinned page is what a new page waits for */
+			assert_int_equal(sdrsa_store_drop(st, ns, 0x1000), 0);
+			w.addr = 0x3000;
+		}
+		assert_int_equal(pthread_create(&th, NULL, pin_waiter_main, &w), 0);
+		usleep(50 * 1000);
+		assert_int_equal(atomic_load(&w.done), 0);
+		assert_memory_equal(page, old, PAGE);
+		sdrsa_store_unpin(st, slot);
+		pthread_join(th, NULL);
+		assert_int_equal(w.rc, 0);
+		assert_pattern(st, ns, w.addr, 9);
+		fill(old, 9, 0x1000);
+	}
+	assert_int_equal(sdrsa_store_get(st, ns, 0x1000, old, &csum), -ENOENT);
+	assert_int_equal(used_pages(st), 2);
+	sdrsa_store_close(st, ns);
+	sdrsa_store_free(st);
+}
+
+/* A pin that never ends (a bug) makes a put that needs its slot fail with
+ * -EIO after a bounded wait: the worker is not hung, nothing is overwritten. */
+static void test_pinned_forever(void **state)
+{
+	struct sdrsa_store *st = new_store(1, 0, 0);
+	struct sdrsa_ns *ns;
+	uint8_t old[PAGE];
+	const void *page = NULL;
+	uint32_t slot = 0;
+	uint64_t csum = 0;
+
+	(void)state;
+	assert_int_equal(sdrsa_store_open(st, "pinbug", &ns), 0);
+	assert_int_equal(put_pattern(st, ns, 0x1000, 1), 0);
+	assert_int_equal(sdrsa_store_get_pinned(st, ns, 0x1000, &page, &slot, &csum), 0);
+	assert_int_equal(put_pattern(st, ns, 0x1000, 2), -EIO);
+	fill(old, 1, 0x1000);
+	assert_memory_equal(page, old, PAGE);
+	sdrsa_store_unpin(st, slot);
+	assert_pattern(st, ns, 0x1000, 1);
+	sdrsa_store_close(st, ns);
+	sdrsa_store_free(st);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -818,6 +960,9 @@ int main(void)
 	    cmocka_unit_test(test_many_pages),	     cmocka_unit_test(test_free_all_cost),
 	    cmocka_unit_test(test_index_shrinks),    cmocka_unit_test(test_threads),
 	    cmocka_unit_test(test_threads_free_all), cmocka_unit_test(test_prefetch),
+	    cmocka_unit_test(test_pinned_replace_and_drop),
+	    cmocka_unit_test(test_pinned_full_pool),
+	    cmocka_unit_test(test_pinned_forever),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
