@@ -2594,3 +2594,8 @@ uint64_t engine_moves_misreported(struct sdrsa_engine *e)
 	pthread_mutex_unlock(&e->lock);
 	return n;
 }
+
+int engine_uffd(const struct sdrsa_engine *e)
+{
+	return e->uffd;
+}
