@@ -1504,9 +1504,9 @@ static void handler_gone(void *arg)
 
 /* Tests only: SDRSA_TEST_FAULT=exit@N or crash@N makes the handler thread
  * end (pthread_exit) or crash (SIGSEGV) after serving N faults; lose@N takes
- * the last page served out of the mapping behind the engine's back (into the
- * free staging slot at the ring's head, released by the next batch's
- * madvise), the state "resident without a page" that must stop the program
+ * the last page served out of the mapping behind the engine's back (moved
+ * into the free staging slot at the ring's head and dropped there), the
+ * state "resident without a page" that must stop the program
  * when the page is touched again; misreport@N makes UFFDIO_MOVE report
  * complete moves as failed or short from then on (inject_misreport). */
 static void test_fault_point(struct sdrsa_engine *e)
@@ -1520,8 +1520,12 @@ static void test_fault_point(struct sdrsa_engine *e)
 		struct pent *p = pt_get(e, e->last_fault);
 		uint32_t s = (uint32_t)(e->stg_head % e->stg_cap);
 		if (p && p->state == PS_RESIDENT && e->stg_state[s] == STG_EMPTY &&
-		    uf_move(e->sfd, (uint64_t)(uintptr_t)stg_ptr(e, s), e->last_fault, 1) == 0)
+		    uf_move(e->sfd, (uint64_t)(uintptr_t)stg_ptr(e, s), e->last_fault, 1) == 0) {
+			/* Gone for good: left in the slot, move_checked would
+			 * find it there when the page is staged. */
+			stg_release(e, s);
 			e->inject = 0;
+		}
 		return;
 	}
 	if (e->inject == 1) {
