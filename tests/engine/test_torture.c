@@ -191,9 +191,10 @@ int main(int argc, char **argv)
 	CHECK(sdrsa_engine_stats(e, &s) == 0);
 	char line[1024];
 	sdrsa_engine_format_stats(&s, 0, line, sizeof(line));
-	fprintf(stderr, "%s, %d threads, %ld ops each, %llu ms: %s\n",
+	fprintf(stderr, "%s, %d threads, %ld ops each, %llu ms: %s | moves misreported %llu\n",
 		prefetch ? "prefetch" : "no prefetch", nthreads, g_ops,
-		(unsigned long long)(t1 - t0), line);
+		(unsigned long long)(t1 - t0), line,
+		(unsigned long long)engine_moves_misreported(e));
 	CHECK(!g_bad);
 	/* SDRSA_TEST_FAULT=misreport@N: moves were reported short or failed
 	 * although they moved (the kernel bug move_checked counts around). */
