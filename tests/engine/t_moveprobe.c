@@ -135,5 +135,10 @@ int main(int argc, char **argv)
 	pthread_join(t, NULL);
 	fprintf(stderr, "%ld moves of %d pages, %ld not complete, %ld misreported by the kernel\n",
 		rounds, N, shorts, misreported);
+	free(buf);
+	munmap(g_src, N * PG);
+	munmap(g_dst, N * PG);
+	close(pm);
+	close(g_fd);
 	return T_PASS;
 }
