@@ -202,9 +202,13 @@ struct sdrsa_engine {
 	int stopping;     /* set (atomically) to stop the handler */
 	uint64_t pred_clock; /* write predictions made, for sampling */
 	int exiting;         /* engine_release_at_exit() ran */
-	int inject;          /* tests: 1 exit, 2 crash the handler, 3 lose a page (SDRSA_TEST_FAULT) */
+	int inject;          /* tests: 1 exit, 2 crash the handler, 3 lose a page, 4 misreport
+			      * moves (SDRSA_TEST_FAULT) */
 	uint64_t inject_after;
 	uint64_t last_fault; /* address of the last fault served, for inject 3 */
+	uint64_t inject_moves; /* moves seen by inject 4 */
+	int pagemap_fd;        /* /proc/self/pagemap (move_checked); -1: use mincore */
+	uint64_t moves_misreported; /* UFFDIO_MOVEs that moved more than they said */
 	uint32_t exit_tid;   /* the thread that called it */
 	/* The server refuses pages (pool full, quota): since when (ms, 0: it
 	 * does not), next retry, current backoff, last warning. */
@@ -430,6 +434,93 @@ static int uf_move(int fd, uint64_t dst, uint64_t src, int dontwake)
 	return -errno;
 }
 
+/*
+ * Is something mapped (present or swapped out) at each of n pages from
+ * addr? From /proc/self/pagemap (bits 63 and 62), which reads the page
+ * table without faulting; mincore() when it cannot be read (it does not
+ * see swapped-out pages). Returns 0 or -errno.
+ */
+static int pages_mapped(struct sdrsa_engine *e, uint64_t addr, uint64_t n, uint8_t *out)
+{
+	uint64_t ent[BATCH_MAX];
+	if (n > BATCH_MAX)
+		return -EINVAL;
+	if (e->pagemap_fd >= 0 &&
+	    pread(e->pagemap_fd, ent, n * sizeof(ent[0]), (off_t)(addr / PAGE * sizeof(ent[0]))) ==
+		    (ssize_t)(n * sizeof(ent[0]))) {
+		for (uint64_t i = 0; i < n; i++)
+			out[i] = (ent[i] >> 62) != 0;
+		return 0;
+	}
+	unsigned char vec[BATCH_MAX];
+	if (mincore((void *)(uintptr_t)addr, n * PAGE, vec) < 0)
+		return -errno;
+	for (uint64_t i = 0; i < n; i++)
+		out[i] = vec[i] & 1;
+	return 0;
+}
+
+/* Tests (SDRSA_TEST_FAULT=misreport@N): report a complete move the way
+ * the kernel bug below does, in turn as moved, as nothing moved (EEXIST)
+ * and as half moved. */
+static int64_t inject_misreport(struct sdrsa_engine *e, int64_t r, uint64_t n)
+{
+	if (e->inject != 4 || r != (int64_t)(n * PAGE) ||
+	    e->st.faults_zero + e->st.faults_remote + e->st.faults_refill < e->inject_after)
+		return r;
+	switch (e->inject_moves++ % 3) {
+	case 1:
+		return -EEXIST;
+	case 2:
+		return n > 1 ? (int64_t)(n / 2 * PAGE) : -ENOENT;
+	default:
+		return r;
+	}
+}
+
+/*
+ * UFFDIO_MOVE of n pages (at most BATCH_MAX), counting what really moved.
+ * The kernel's count cannot be trusted when it is short: Linux 6.18's
+ * move_pages() retries a page whose PTE changed under it (-EAGAIN inside)
+ * but keeps that -EAGAIN after the retry moved it, so it stops at the next
+ * step and reports fewer pages than it moved, or none at all with EEXIST
+ * or ENOENT (tests/engine/t_moveprobe.c shows it). Trusting that count
+ * left a page moved to staging held as resident: lost, and its slot
+ * blocked. So when the count is short, the pages past it are looked up: a
+ * page that left src and is mapped at dst was moved (pages move in order,
+ * so the moved ones are a prefix). A move that really moved and said it
+ * failed also did not wake; we do. Returns the bytes moved or -errno when
+ * none moved.
+ */
+static int64_t move_checked(struct sdrsa_engine *e, int fd, uint64_t dst, uint64_t src,
+			    uint64_t n, int dontwake)
+{
+	int64_t r = inject_misreport(e, uf_move_n(fd, dst, src, n, dontwake), n);
+	uint64_t ok = r > 0 ? (uint64_t)r / PAGE : 0, moved = ok;
+	if (ok == n)
+		return r;
+	uint8_t at_dst[BATCH_MAX], at_src[BATCH_MAX];
+	uint64_t rest = n - ok;
+	if (pages_mapped(e, dst + ok * PAGE, rest, at_dst) < 0 ||
+	    pages_mapped(e, src + ok * PAGE, rest, at_src) < 0)
+		return r;
+	while (moved < n && at_dst[moved - ok] && !at_src[moved - ok])
+		moved++;
+	if (moved == ok)
+		return r;
+	if (!e->moves_misreported++)
+		elog(e, SDRSA_LOG_WARN,
+		     "UFFDIO_MOVE moved %llu pages and reported %lld bytes (%s): a known "
+		     "kernel bug, counted from the page table instead",
+		     (unsigned long long)moved, (long long)(r > 0 ? r : 0),
+		     r < 0 ? strerror((int)-r) : "short");
+	if (!dontwake) {
+		struct uffdio_range w = {.start = dst, .len = moved * PAGE};
+		(void)ioctl(fd, UFFDIO_WAKE, &w);
+	}
+	return (int64_t)(moved * PAGE);
+}
+
 static int uf_wp(int fd, uint64_t addr, uint64_t len, int protect)
 {
 	struct uffdio_writeprotect w = {
@@ -605,7 +696,7 @@ static size_t stage_some(struct sdrsa_engine *e, size_t n)
 		while (i + run < k && addrs[i + run] == addrs[i] + run * PAGE &&
 		       s0 + run < e->stg_cap)
 			run++;
-		int64_t r = uf_move_n(e->sfd, (uint64_t)(uintptr_t)stg_ptr(e, s0), addrs[i], run, 1);
+		int64_t r = move_checked(e, e->sfd, (uint64_t)(uintptr_t)stg_ptr(e, s0), addrs[i], run, 1);
 		size_t ok = r > 0 ? (size_t)r / PAGE : 0;
 		for (size_t j = 0; j < ok; j++) {
 			struct pent *p = pt_get(e, addrs[i + j]);
@@ -980,9 +1071,9 @@ static int fault_refill(struct sdrsa_engine *e, struct pent *p, uint64_t addr, i
 		p->flags |= PF_PRED;
 	if ((p->flags & (PF_DIRTY | PF_PRED)) || write) {
 		/* No write protection needed: move the page back. */
-		r = uf_move(e->uffd, addr, (uint64_t)(uintptr_t)stg_ptr(e, s), 0);
-		if (r < 0)
-			return r;
+		int64_t m = move_checked(e, e->uffd, addr, (uint64_t)(uintptr_t)stg_ptr(e, s), 1, 0);
+		if (m < 0)
+			return (int)m;
 		stg_release_empty(e, s);
 		if (!(p->flags & PF_DIRTY)) {
 			p->flags |= PF_DIRTY;
@@ -1153,9 +1244,14 @@ static int fault_missing(struct sdrsa_engine *e, uint64_t addr, int write, uint3
 			e->st.faults_dup++;
 			return 0;
 		}
+		/* The probe proves nothing while an event is pending (EAGAIN:
+		 * the caller reads it and the thread faults again) or once the
+		 * mapping is gone (ENOENT: its UNMAP event drops the page). */
+		if (r < 0)
+			return r;
 		engine_fatal(e, "page %#llx, held as resident, is missing from the mapping: its "
-			     "contents are lost (%s)", (unsigned long long)addr,
-			     r == 0 ? "an engine bug: please report it" : strerror(-r));
+			     "contents are lost (an engine bug: please report it)",
+			     (unsigned long long)addr);
 		return -EIO;
 	}
 	case PS_GONE:
@@ -1352,18 +1448,33 @@ static void handle_fault(struct sdrsa_engine *e, const struct uffd_msg *m)
 		(void)make_room(e, 0);
 }
 
+/* Handle the events among q[from, to); faults stay queued. */
+static void handle_events(struct sdrsa_engine *e, size_t from, size_t to)
+{
+	for (size_t i = from; i < to; i++)
+		if (e->q[i].event && e->q[i].event != UFFD_EVENT_PAGEFAULT) {
+			handle_event(e, &e->q[i]);
+			e->q[i].event = 0;
+		}
+}
+
 static void process_queue(struct sdrsa_engine *e)
 {
 	while (e->qn && !e->dead) {
 		size_t n = e->qn;
-		for (size_t i = 0; i < n; i++)
-			if (e->q[i].event != UFFD_EVENT_PAGEFAULT) {
-				handle_event(e, &e->q[i]);
-				e->q[i].event = 0;
-			}
-		for (size_t i = 0; i < n && !e->dead; i++)
-			if (e->q[i].event == UFFD_EVENT_PAGEFAULT)
-				handle_fault(e, &e->q[i]);
+		handle_events(e, 0, n);
+		for (size_t i = 0; i < n && !e->dead; i++) {
+			if (e->q[i].event != UFFD_EVENT_PAGEFAULT)
+				continue;
+			size_t had = e->qn;
+			handle_fault(e, &e->q[i]);
+			/* An event read meanwhile (EAGAIN) already changed the
+			 * mappings: the rest of this batch is served after it,
+			 * or a stale entry would be installed into a range the
+			 * program unmapped or reused. */
+			if (e->qn > had)
+				handle_events(e, had, e->qn);
+		}
 		memmove(e->q, e->q + n, (e->qn - n) * sizeof(*e->q));
 		e->qn -= n;
 	}
@@ -1389,21 +1500,28 @@ static void handler_gone(void *arg)
 
 /* Tests only: SDRSA_TEST_FAULT=exit@N or crash@N makes the handler thread
  * end (pthread_exit) or crash (SIGSEGV) after serving N faults; lose@N takes
- * the last page served out of the mapping behind the engine's back (into the
- * free staging slot at the ring's head, released by the next batch's
- * madvise), the state "resident without a page" that must stop the program
- * when the page is touched again. */
+ * the last page served out of the mapping behind the engine's back (moved
+ * into the free staging slot at the ring's head and dropped there), the
+ * state "resident without a page" that must stop the program
+ * when the page is touched again; misreport@N makes UFFDIO_MOVE report
+ * complete moves as failed or short from then on (inject_misreport). */
 static void test_fault_point(struct sdrsa_engine *e)
 {
 	if (!e->inject || e->st.faults_zero + e->st.faults_remote + e->st.faults_refill <
 				  e->inject_after)
 		return;
+	if (e->inject == 4)
+		return; /* in move_checked */
 	if (e->inject == 3) {
 		struct pent *p = pt_get(e, e->last_fault);
 		uint32_t s = (uint32_t)(e->stg_head % e->stg_cap);
 		if (p && p->state == PS_RESIDENT && e->stg_state[s] == STG_EMPTY &&
-		    uf_move(e->sfd, (uint64_t)(uintptr_t)stg_ptr(e, s), e->last_fault, 1) == 0)
+		    uf_move(e->sfd, (uint64_t)(uintptr_t)stg_ptr(e, s), e->last_fault, 1) == 0) {
+			/* Gone for good: left in the slot, move_checked would
+			 * find it there when the page is staged. */
+			stg_release(e, s);
 			e->inject = 0;
+		}
 		return;
 	}
 	if (e->inject == 1) {
@@ -1559,10 +1677,11 @@ static char *xstrdup(const char *s)
 }
 
 /* Close the engine's own descriptors (userfaultfd, staging uffd, stop and
- * kick eventfds) and mark them closed. */
+ * kick eventfds, pagemap: a fork child's would read its parent's) and mark
+ * them closed. */
 static void close_own_fds(struct sdrsa_engine *e)
 {
-	int *fds[] = { &e->uffd, &e->sfd, &e->stopfd, &e->kickfd };
+	int *fds[] = { &e->uffd, &e->sfd, &e->stopfd, &e->kickfd, &e->pagemap_fd };
 
 	for (size_t i = 0; i < ARRAY_SIZE(fds); i++) {
 		if (*fds[i] >= 0)
@@ -1664,6 +1783,7 @@ int engine_new_with_store(const struct sdrsa_engine_config *cfg, struct store *s
 	}
 	pthread_mutex_init(&e->lock, NULL);
 	e->uffd = e->sfd = e->stopfd = e->kickfd = -1;
+	e->pagemap_fd = -1;
 	e->fork_pipe[0] = e->fork_pipe[1] = -1;
 	e->startcode = read_startcode(getpid());
 	e->cfg = *cfg;
@@ -1679,8 +1799,8 @@ int engine_new_with_store(const struct sdrsa_engine_config *cfg, struct store *s
 	}
 	const char *tf = getenv("SDRSA_TEST_FAULT");
 	if (tf && (!strncmp(tf, "exit@", 5) || !strncmp(tf, "crash@", 6) ||
-		   !strncmp(tf, "lose@", 5))) {
-		e->inject = tf[0] == 'e' ? 1 : tf[0] == 'c' ? 2 : 3;
+		   !strncmp(tf, "lose@", 5) || !strncmp(tf, "misreport@", 10))) {
+		e->inject = tf[0] == 'e' ? 1 : tf[0] == 'c' ? 2 : tf[0] == 'l' ? 3 : 4;
 		e->inject_after = strtoull(strchr(tf, '@') + 1, NULL, 10);
 	}
 	e->budget = budget;
@@ -1746,6 +1866,8 @@ int engine_new_with_store(const struct sdrsa_engine_config *cfg, struct store *s
 	if (r < 0)
 		goto out_free;
 	e->sfd = r;
+	/* Optional: move_checked() falls back to mincore() without it. */
+	e->pagemap_fd = open("/proc/self/pagemap", O_RDONLY | O_CLOEXEC);
 	e->stg = mmap(NULL, (size_t)e->stg_cap * PAGE, PROT_READ | PROT_WRITE,
 		      MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
 	if (e->stg == MAP_FAILED) {
@@ -2463,4 +2585,17 @@ int engine_trace_close(struct sdrsa_engine *e)
 	if (r < 0)
 		elog(e, SDRSA_LOG_WARN, "cannot write the fault trace: %s", strerror(-r));
 	return r;
+}
+
+uint64_t engine_moves_misreported(struct sdrsa_engine *e)
+{
+	pthread_mutex_lock(&e->lock);
+	uint64_t n = e->moves_misreported;
+	pthread_mutex_unlock(&e->lock);
+	return n;
+}
+
+int engine_uffd(const struct sdrsa_engine *e)
+{
+	return e->uffd;
 }

@@ -46,5 +46,10 @@ uint64_t engine_release_at_exit(struct sdrsa_engine *e);
 /* Finish the fault trace (cfg.trace_path): flush it, write its record count.
  * Returns 0 or -errno; later faults are not recorded. */
 int engine_trace_close(struct sdrsa_engine *e);
+/* UFFDIO_MOVEs that moved more pages than the kernel reported (counted
+ * from the page table; see move_checked in engine.c). For tests. */
+uint64_t engine_moves_misreported(struct sdrsa_engine *e);
+/* The userfaultfd of the program's memory, for tests that act on it. */
+int engine_uffd(const struct sdrsa_engine *e);
 
 #endif
