@@ -36,6 +36,7 @@
 #include <string.h>
 #include <sys/mman.h>
 #include <sys/prctl.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <sys/utsname.h>
 #include <sys/wait.h>
@@ -659,8 +660,20 @@ static void phase_stats(const char *phase)
 {
 	static struct sdrsa_engine_stats prev;
 	struct sdrsa_engine_stats s;
-	if (!work_engine || !opt.verbose)
+	if (!opt.verbose)
 		return;
+	if (!work_engine) {
+		/* All-local and swap: the kernel's faults of this child. A
+		 * major fault read the page from the swap file or zram: the
+		 * counterpart of the engine's remote faults. */
+		static struct rusage prev_ru;
+		struct rusage ru;
+		getrusage(RUSAGE_SELF, &ru);
+		fprintf(stderr, "enginebench:   %-6s major faults %ld minor %ld\n", phase,
+			ru.ru_majflt - prev_ru.ru_majflt, ru.ru_minflt - prev_ru.ru_minflt);
+		prev_ru = ru;
+		return;
+	}
 	sdrsa_engine_stats(work_engine, &s);
 	fprintf(stderr,
 		"enginebench:   %-6s remote %llu refill %llu wp %llu zero %llu in %llu out %llu "
@@ -1024,7 +1037,8 @@ static void usage(FILE *f)
 		"  --staging-pct N     engine staging area, percent of the budget (default)\n"
 		"  --policy NAME       engine eviction policy: 2q (default), clock, fifo\n"
 		"  --prefetch NAME     engine prefetcher where on: stride (default), stream\n"
-		"  --verbose           print the engine's statistics of each workload run\n");
+		"  --verbose           print the engine's statistics of each workload run\n"
+		"                      (and the kernel's major faults in the other runs)\n");
 }
 
 static int parse_size(const char *s, uint64_t *out)

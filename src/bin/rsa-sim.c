@@ -24,6 +24,7 @@ void rsa_sim_usage(FILE *f)
 	fprintf(f,
 		"Usage: rsa-app sim TRACE... [--local SIZE|PCT%%] [--policy LIST|all]\n"
 		"                   [--prefetch LIST|all] [--hot FIRST:COUNT] [--staging PCT]\n"
+		"                   [--from N] [--bounds]\n"
 		"\n"
 		"Replay page access traces through the engine's eviction policies and\n"
 		"prefetchers and print remote faults, network bytes, hit ratios and\n"
@@ -37,7 +38,13 @@ void rsa_sim_usage(FILE *f)
 		"      --hot FIRST:COUNT  also report the hit ratio of pages FIRST..+COUNT\n"
 		"                         (page numbers as in the trace)\n"
 		"      --staging PCT      second-chance staging area, %% of the budget\n"
-		"                         (default 12, as the engine)\n");
+		"                         (default 12, as the engine)\n"
+		"      --from N           count from record N on (0-based); the records\n"
+		"                         before it only warm the model up (one phase)\n"
+		"      --bounds           also print two caches of the same size that see\n"
+		"                         every access, which the engine cannot: lru*\n"
+		"                         (exact LRU) and opt* (Belady's MIN, the fewest\n"
+		"                         misses possible); traces of every access only\n");
 }
 
 static int bad(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
@@ -99,6 +106,8 @@ int rsa_sim_main(int argc, char **argv)
 		{"prefetch", required_argument, NULL, 'F'},
 		{"hot", required_argument, NULL, 'H'},
 		{"staging", required_argument, NULL, 'S'},
+		{"from", required_argument, NULL, 'f'},
+		{"bounds", no_argument, NULL, 'B'},
 		{"help", no_argument, NULL, 'h'},
 		{NULL, 0, NULL, 0},
 	};
@@ -106,6 +115,8 @@ int rsa_sim_main(int argc, char **argv)
 	int pols = 7, pfs = 1 << PREFETCH_STRIDE, c;
 	uint64_t hot_first = 0, hot_count = 0;
 	unsigned staging = 0;
+	uint64_t from = 0;
+	int bounds = 0;
 	optind = 1;
 	while ((c = getopt_long(argc, argv, "l:h", opts, NULL)) != -1) {
 		switch (c) {
@@ -138,6 +149,17 @@ int rsa_sim_main(int argc, char **argv)
 			staging = (unsigned)v;
 			break;
 		}
+		case 'f': {
+			char *end;
+			errno = 0;
+			from = strtoull(optarg, &end, 10);
+			if (errno || end == optarg || *end || optarg[0] == '-')
+				return bad("--from %s: a record number (0, 1, ...)", optarg);
+			break;
+		}
+		case 'B':
+			bounds = 1;
+			break;
 		case 'h':
 			rsa_sim_usage(stdout);
 			return 0;
@@ -167,6 +189,13 @@ int rsa_sim_main(int argc, char **argv)
 			status = 1;
 			continue;
 		}
+		if (from && from >= t.n) {
+			fprintf(stderr, PROG ": %s: --from %llu: the trace has %zu records\n",
+				argv[ti], (unsigned long long)from, t.n);
+			trace_release(&t);
+			status = 1;
+			continue;
+		}
 		uint64_t touched = distinct_pages(&t);
 		uint64_t budget = pct ? touched * lval / 100 : lval / 4096;
 		if (budget < 64)
@@ -175,6 +204,8 @@ int rsa_sim_main(int argc, char **argv)
 		       t.n, t.flags & TRACE_F_ACCESSES ? "accesses" : "faults (recorded)",
 		       (unsigned long long)touched, (unsigned long long)budget,
 		       (double)budget * 4096 / 1048576.0);
+		if (from)
+			printf("counted from record %llu on\n", (unsigned long long)from);
 		printf("%-6s %-8s %10s %7s %9s %7s %7s %10s %8s %8s\n", "policy", "prefetch",
 		       "remote", "vs fifo", "net MiB", "hit", "hot hit", "prefetched", "accuracy",
 		       "avoided");
@@ -192,6 +223,7 @@ int rsa_sim_main(int argc, char **argv)
 					.prefetch = (enum prefetch_kind)pf,
 					.watch_first = hot_first,
 					.watch_count = hot_count,
+					.count_from = from,
 				};
 				struct sim_result r;
 				int rc = sim_run(&t, &cfg, &r);
@@ -217,6 +249,23 @@ int rsa_sim_main(int argc, char **argv)
 				       (double)(r.pages_in + r.pages_out) * 4096 / 1048576.0,
 				       sim_hit_ratio(&r), hot, (unsigned long long)r.prefetched,
 				       sim_prefetch_accuracy(&r), sim_avoided(&r));
+			}
+		}
+		if (bounds && !(t.flags & TRACE_F_ACCESSES)) {
+			printf("(no lru*/opt*: this trace holds the faults of one run, not every "
+			       "access)\n");
+		} else if (bounds) {
+			struct sim_config cfg = {.local_pages = budget, .count_from = from};
+			static const char *const names[] = {"lru*", "opt*"};
+			for (int ref = SIM_REF_LRU; ref <= SIM_REF_OPT; ref++) {
+				uint64_t m;
+				int rc = sim_reference(&t, &cfg, (enum sim_ref)ref, &m);
+				if (rc < 0) {
+					fprintf(stderr, PROG ": %s: %s\n", argv[ti], strerror(-rc));
+					status = 1;
+					continue;
+				}
+				printf("%-6s %-8s %10llu\n", names[ref], "-", (unsigned long long)m);
 			}
 		}
 		trace_release(&t);

@@ -246,9 +246,27 @@ static int access(struct sim *s, const struct trace_rec *rec)
 	return r;
 }
 
+/* r -= b, counter by counter (what happened after b was taken). */
+static void result_sub(struct sim_result *r, const struct sim_result *b)
+{
+	r->accesses -= b->accesses;
+	r->faults_zero -= b->faults_zero;
+	r->faults_remote -= b->faults_remote;
+	r->refills -= b->refills;
+	r->faults_wp -= b->faults_wp;
+	r->pages_in -= b->pages_in;
+	r->prefetched -= b->prefetched;
+	r->prefetch_used -= b->prefetch_used;
+	r->prefetch_unused -= b->prefetch_unused;
+	r->pages_out -= b->pages_out;
+	r->watch_accesses -= b->watch_accesses;
+	r->watch_remote -= b->watch_remote;
+}
+
 int sim_run(const struct trace *t, const struct sim_config *cfg, struct sim_result *res)
 {
-	if (cfg->local_pages < 64 || cfg->staging_pct > 50)
+	if (cfg->local_pages < 64 || cfg->staging_pct > 50 ||
+	    (cfg->count_from && cfg->count_from >= t->n))
 		return -EINVAL;
 	struct sim s = {.cfg = cfg};
 	struct sim_result r = {0};
@@ -264,13 +282,18 @@ int sim_run(const struct trace *t, const struct sim_config *cfg, struct sim_resu
 		rc = prefetch_new(cfg->prefetch, cfg->prefetch_max ? cfg->prefetch_max : 128, &s.pf);
 	if (rc == 0)
 		rc = ht_grow(&s);
-	for (size_t i = 0; rc == 0 && i < t->n; i++)
+	struct sim_result base = {0}; /* the counts before cfg->count_from */
+	for (size_t i = 0; rc == 0 && i < t->n; i++) {
+		if (i == cfg->count_from)
+			base = r;
 		rc = access(&s, &t->rec[i]);
+	}
 	if (rc == 0) {
 		/* Prefetched pages never touched by the end were not used. */
 		for (size_t i = 0; i < s.npages; i++)
 			if (s.pages[i].flags & F_AHEAD)
 				r.prefetch_unused++;
+		result_sub(&r, &base);
 		*res = r;
 	}
 	policy_free(s.pol);
@@ -278,6 +301,198 @@ int sim_run(const struct trace *t, const struct sim_config *cfg, struct sim_resu
 	free(s.pages);
 	free(s.ht);
 	return rc;
+}
+
+/* ---- reference caches (every access visible) ---- */
+
+/* The trace's pages as dense numbers 0..npages-1, in order of first touch.
+ * Returns the id array (t->n entries) or NULL (out of memory). */
+static uint32_t *dense_ids(const struct trace *t, uint32_t *npages)
+{
+	size_t cap = 1024;
+	while (cap < 2 * t->n)
+		cap *= 2;
+	uint64_t *keys = malloc(cap * sizeof(*keys));
+	uint32_t *vals = calloc(cap, sizeof(*vals)); /* id + 1; 0 empty */
+	uint32_t *ids = malloc((t->n ? t->n : 1) * sizeof(*ids));
+	uint32_t n = 0;
+	if (!keys || !vals || !ids) {
+		free(ids);
+		ids = NULL;
+		goto out;
+	}
+	for (size_t i = 0; i < t->n; i++) {
+		uint64_t pn = t->rec[i].page;
+		size_t h = (size_t)((pn * 0x9E3779B97F4A7C15ull) >> 17) & (cap - 1);
+		while (vals[h] && keys[h] != pn)
+			h = (h + 1) & (cap - 1);
+		if (!vals[h]) {
+			keys[h] = pn;
+			vals[h] = ++n;
+		}
+		ids[i] = vals[h] - 1;
+	}
+	*npages = n;
+out:
+	free(keys);
+	free(vals);
+	return ids;
+}
+
+/* Exact LRU: a list of the held pages, most recent at the head. */
+static uint64_t ref_lru(const uint32_t *ids, size_t n, uint32_t npages, uint64_t cap,
+			uint64_t from, int *err)
+{
+	const uint32_t none = UINT32_MAX;
+	uint32_t *prev = malloc(npages * sizeof(*prev)), *next = malloc(npages * sizeof(*next));
+	uint8_t *st = calloc(npages, 1); /* 0 never touched, 1 held, 2 not held */
+	uint64_t misses = 0, held = 0;
+	uint32_t head = none, tail = none;
+	if (!prev || !next || !st) {
+		*err = -ENOMEM;
+		goto out;
+	}
+	for (size_t i = 0; i < n; i++) {
+		uint32_t p = ids[i];
+		if (st[p] == 1) {
+			if (head == p)
+				continue;
+			/* Unlink, then back to the head below. */
+			next[prev[p]] = next[p];
+			if (next[p] != none)
+				prev[next[p]] = prev[p];
+			else
+				tail = prev[p];
+		} else {
+			if (st[p] == 2 && i >= from)
+				misses++;
+			if (held == cap) {
+				uint32_t v = tail;
+				tail = prev[v];
+				next[tail] = none;
+				st[v] = 2;
+				held--;
+			}
+			st[p] = 1;
+			held++;
+		}
+		prev[p] = none;
+		next[p] = head;
+		if (head != none)
+			prev[head] = p;
+		else
+			tail = p;
+		head = p;
+	}
+out:
+	free(prev);
+	free(next);
+	free(st);
+	return misses;
+}
+
+/* Belady's MIN: evict the held page whose next use is furthest away. A
+ * max-heap of (next use, page) with stale entries skipped: a page's entry
+ * is current when its key equals the page's next use. */
+struct heap_ent {
+	uint64_t key;
+	uint32_t page;
+};
+
+static void heap_push(struct heap_ent *h, size_t *n, uint64_t key, uint32_t page)
+{
+	size_t j = (*n)++;
+	while (j && h[(j - 1) / 2].key < key) {
+		h[j] = h[(j - 1) / 2];
+		j = (j - 1) / 2;
+	}
+	h[j] = (struct heap_ent){key, page};
+}
+
+static struct heap_ent heap_pop(struct heap_ent *h, size_t *n)
+{
+	struct heap_ent top = h[0], last = h[--*n];
+	size_t j = 0;
+	for (;;) {
+		size_t c = 2 * j + 1;
+		if (c >= *n)
+			break;
+		if (c + 1 < *n && h[c + 1].key > h[c].key)
+			c++;
+		if (h[c].key <= last.key)
+			break;
+		h[j] = h[c];
+		j = c;
+	}
+	if (*n)
+		h[j] = last;
+	return top;
+}
+
+static uint64_t ref_opt(const uint32_t *ids, size_t n, uint32_t npages, uint64_t cap,
+			uint64_t from, int *err)
+{
+	uint64_t *nextuse = malloc((n ? n : 1) * sizeof(*nextuse));
+	uint64_t *cur = malloc(npages * sizeof(*cur)); /* next use of each page */
+	struct heap_ent *h = malloc((n + 1) * sizeof(*h));
+	uint8_t *st = calloc(npages, 1); /* as in ref_lru */
+	uint64_t misses = 0, held = 0;
+	size_t hn = 0;
+	if (!nextuse || !cur || !h || !st) {
+		*err = -ENOMEM;
+		goto out;
+	}
+	for (uint32_t p = 0; p < npages; p++)
+		cur[p] = UINT64_MAX; /* never again */
+	for (size_t i = n; i-- > 0;) {
+		nextuse[i] = cur[ids[i]];
+		cur[ids[i]] = i;
+	}
+	for (size_t i = 0; i < n; i++) {
+		uint32_t p = ids[i];
+		if (st[p] != 1) {
+			if (st[p] == 2 && i >= from)
+				misses++;
+			while (held == cap) {
+				struct heap_ent e = heap_pop(h, &hn);
+				if (st[e.page] == 1 && cur[e.page] == e.key) {
+					st[e.page] = 2;
+					held--;
+				}
+			}
+			st[p] = 1;
+			held++;
+		}
+		cur[p] = nextuse[i];
+		heap_push(h, &hn, cur[p], p);
+	}
+out:
+	free(nextuse);
+	free(cur);
+	free(h);
+	free(st);
+	return misses;
+}
+
+int sim_reference(const struct trace *t, const struct sim_config *cfg, enum sim_ref ref,
+		  uint64_t *misses)
+{
+	if (!(t->flags & TRACE_F_ACCESSES) || cfg->local_pages < 64 ||
+	    (cfg->count_from && cfg->count_from >= t->n))
+		return -EINVAL;
+	uint32_t npages = 0;
+	uint32_t *ids = dense_ids(t, &npages);
+	if (!ids)
+		return -ENOMEM;
+	int err = 0;
+	uint64_t m = ref == SIM_REF_OPT
+			     ? ref_opt(ids, t->n, npages, cfg->local_pages, cfg->count_from, &err)
+			     : ref_lru(ids, t->n, npages, cfg->local_pages, cfg->count_from, &err);
+	free(ids);
+	if (err)
+		return err;
+	*misses = m;
+	return 0;
 }
 
 double sim_hit_ratio(const struct sim_result *r)

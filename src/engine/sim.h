@@ -31,6 +31,9 @@ struct sim_config {
 	/* Pages [watch_first, watch_first + watch_count) (of any region) are
 	 * "the hot set": their hit ratio is counted apart. */
 	uint64_t watch_first, watch_count;
+	/* Count only records from this index on: the earlier ones warm the
+	 * model up (one phase of a longer trace). */
+	uint64_t count_from;
 };
 
 struct sim_result {
@@ -49,6 +52,22 @@ struct sim_result {
 
 /* Returns 0, -EINVAL (bad config) or -ENOMEM. */
 int sim_run(const struct trace *t, const struct sim_config *cfg, struct sim_result *res);
+
+/*
+ * Reference caches that see every access, which the engine cannot (reads of
+ * mapped pages are invisible to it): how far a policy is from what any
+ * policy could do. SIM_REF_LRU is an exact LRU; SIM_REF_OPT is Belady's MIN
+ * (evict the page used again furthest in the future: the fewest misses
+ * possible, knowing the future). Both hold cfg->local_pages pages and fetch
+ * on demand (no prefetch); *misses counts accesses, from cfg->count_from
+ * on, to a page touched before and not held (as remote faults count, first
+ * touches excluded). Only for traces of every access (TRACE_F_ACCESSES).
+ * Returns 0, -EINVAL (a trace of faults, or a budget under 64 pages) or
+ * -ENOMEM.
+ */
+enum sim_ref { SIM_REF_LRU, SIM_REF_OPT };
+int sim_reference(const struct trace *t, const struct sim_config *cfg, enum sim_ref ref,
+		  uint64_t *misses);
 
 /* Derived figures, 0..1. */
 double sim_hit_ratio(const struct sim_result *r);        /* non-first accesses served locally */

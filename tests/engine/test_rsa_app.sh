@@ -203,6 +203,22 @@ head -c 40 "$T/w.trace" >"$T/cut.trace"
 [ $rc -eq 1 ] && grep -q "truncated" "$T/err" || fail "sim on a cut trace: $rc $(cat "$T/err")"
 "$APP" sim "$T/w.trace" --policy lru >/dev/null 2>"$T/err"; rc=$?
 [ $rc -eq 2 ] && [ "$(wc -l <"$T/err")" -eq 1 ] || fail "sim --policy lru: $rc $(cat "$T/err")"
+# --from counts one phase (from halfway through the read pass: fewer faults
+# than the whole trace); a record past the end or not a number: one clear
+# line. --bounds needs a trace of every access: a recorded one says so.
+"$APP" sim "$T/w.trace" --local 4M --policy fifo --prefetch off --from 12288 >"$T/sim3.out" \
+	2>"$T/err" || fail "sim --from: $(cat "$T/err")"
+all=$(awk '$1 == "fifo" && $2 == "off" { print $3 }' "$T/sim1.out")
+part=$(awk '$1 == "fifo" && $2 == "off" { print $3 }' "$T/sim3.out")
+grep -q "^counted from record 12288 on" "$T/sim3.out" && [ -n "$part" ] && [ "$part" -lt "$all" ] ||
+	fail "sim --from 12288: $part of $all: $(cat "$T/sim3.out")"
+"$APP" sim "$T/w.trace" --from 999999999 >/dev/null 2>"$T/err"; rc=$?
+[ $rc -eq 1 ] && grep -q "the trace has" "$T/err" || fail "sim --from past the end: $rc $(cat "$T/err")"
+"$APP" sim "$T/w.trace" --from x >/dev/null 2>"$T/err"; rc=$?
+[ $rc -eq 2 ] && [ "$(wc -l <"$T/err")" -eq 1 ] || fail "sim --from x: $rc $(cat "$T/err")"
+"$APP" sim "$T/w.trace" --local 4M --bounds >"$T/sim4.out" 2>"$T/err" || fail "sim --bounds: $(cat "$T/err")"
+grep -q "no lru\*/opt\*" "$T/sim4.out" && ! grep -q "^opt\*" "$T/sim4.out" ||
+	fail "sim --bounds on a recorded trace: $(cat "$T/sim4.out")"
 "$APP" run --server "$ADDR" --local 4M --policy lru -- true 2>"$T/err"; rc=$?
 [ $rc -eq 2 ] || fail "run --policy lru: exit $rc"
 ok "trace and sim ($(grep '^2q  *stride' "$T/sim1.out" | tr -s ' '))"
