@@ -224,8 +224,14 @@ out:
 	return rc;
 }
 
-int sdrsa_store_get(struct sdrsa_store *st, struct sdrsa_ns *ns, uint64_t addr, void *page,
-		    uint64_t *csum)
+/*
+ * Look a page up under its shard lock and, while the slot is this page's,
+ * either copy it out into `copy` or, when `pinned` is given, pin it (from
+ * then until the unpin nobody writes or reuses the slot) and say where it
+ * is. Returns as sdrsa_store_get().
+ */
+static int get_locked(struct sdrsa_store *st, struct sdrsa_ns *ns, uint64_t addr, void *copy,
+		      const void **pinned, uint32_t *slot, uint64_t *csum)
 {
 	struct sdrsa_index_shard *sh;
 	struct sdrsa_index_ent *e;
@@ -243,8 +249,13 @@ int sdrsa_store_get(struct sdrsa_store *st, struct sdrsa_ns *ns, uint64_t addr, 
 		*csum = 0;
 		rc = 1;
 	} else {
-		/* Under the shard lock: the slot cannot change owner meanwhile. */
-		memcpy(page, sdrsa_pool_page(st->pool, e->slot), SDRSA_PAGE_SIZE);
+		if (!pinned) {
+			memcpy(copy, sdrsa_pool_page(st->pool, e->slot), SDRSA_PAGE_SIZE);
+		} else {
+			sdrsa_pool_pin(st->pool, e->slot);
+			*slot = e->slot;
+			*pinned = sdrsa_pool_page(st->pool, e->slot);
+		}
 		*csum = e->csum;
 		rc = 0;
 	}
@@ -252,35 +263,16 @@ int sdrsa_store_get(struct sdrsa_store *st, struct sdrsa_ns *ns, uint64_t addr, 
 	return rc;
 }
 
+int sdrsa_store_get(struct sdrsa_store *st, struct sdrsa_ns *ns, uint64_t addr, void *page,
+		    uint64_t *csum)
+{
+	return get_locked(st, ns, addr, page, NULL, NULL, csum);
+}
+
 int sdrsa_store_get_pinned(struct sdrsa_store *st, struct sdrsa_ns *ns, uint64_t addr,
 			   const void **page, uint32_t *slot, uint64_t *csum)
 {
-	struct sdrsa_index_shard *sh;
-	struct sdrsa_index_ent *e;
-	uint64_t h;
-	int rc;
-
-	if (addr % SDRSA_PAGE_SIZE)
-		return -EINVAL;
-	h = sdrsa_index_hash(ns->id, addr);
-	sh = sdrsa_index_lock(st->index, h);
-	e = sdrsa_index_find(sh, h, ns->id, addr);
-	if (!e) {
-		rc = -ENOENT;
-	} else if (e->slot == SDRSA_SLOT_ZERO) {
-		*csum = 0;
-		rc = 1;
-	} else {
-		/* Pinned under the shard lock, while the slot is this page's:
-		 * from here until the unpin nobody writes or reuses it. */
-		sdrsa_pool_pin(st->pool, e->slot);
-		*slot = e->slot;
-		*page = sdrsa_pool_page(st->pool, e->slot);
-		*csum = e->csum;
-		rc = 0;
-	}
-	sdrsa_index_unlock(sh);
-	return rc;
+	return get_locked(st, ns, addr, NULL, page, slot, csum);
 }
 
 void sdrsa_store_unpin(struct sdrsa_store *st, uint32_t slot)
