@@ -6,7 +6,11 @@
  *
  * Each worker owns an epoll instance holding every listener (added with
  * EPOLLEXCLUSIVE, so a new connection wakes one idle worker, not all), a
- * shared "stop" eventfd, and the connections it accepted. A connection lives
+ * shared "stop" eventfd, its handoff eventfd and its connections. The kernel
+ * wakes the same idle worker for every connection, so the worker that
+ * accepts hands a connection to the worker with the fewest (through that
+ * worker's handoff queue): long-lived clients that connected while the
+ * server was idle would otherwise all share one thread. A connection lives
  * and dies on its worker: no locks on the I/O path. One event on a connection
  * reads what the socket has, processes every complete frame, and sends all
  * replies with one send() before the worker sleeps again.
@@ -121,6 +125,7 @@ static void conn_free(struct conn *c)
 	if (c->next)
 		c->next->prev = c->prev;
 	w->nconns--;
+	atomic_fetch_sub(&w->load, 1);
 	atomic_fetch_sub(&s->conns, 1);
 	sdrsa_store_close(s->store, c->ns);
 	free(c->in);
@@ -390,6 +395,7 @@ static void refuse_busy(struct worker *w, int fd, const char *peer)
 	}
 }
 
+/* Take a connection on worker w, which already counts it in w->load. */
 static void accept_one(struct worker *w, int fd, const struct sockaddr_storage *ss, socklen_t len)
 {
 	struct sdrsa_server *s = w->srv;
@@ -402,6 +408,7 @@ static void accept_one(struct worker *w, int fd, const struct sockaddr_storage *
 	n = atomic_fetch_add(&s->conns, 1);
 	if (n >= s->max_conns) {
 		atomic_fetch_sub(&s->conns, 1);
+		atomic_fetch_sub(&w->load, 1);
 		refuse_busy(w, fd, peer);
 		return;
 	}
@@ -459,6 +466,81 @@ out_refuse:
 	}
 	close(fd);
 	atomic_fetch_sub(&s->conns, 1);
+	atomic_fetch_sub(&w->load, 1);
+}
+
+/* The worker that should take a new connection: the one with the fewest,
+ * w itself on a tie (no handoff). Counted in its load at once, so that a
+ * burst of connections spreads. */
+static struct worker *pick_worker(struct worker *w)
+{
+	struct sdrsa_server *s = w->srv;
+	struct worker *best = w;
+	unsigned best_load = atomic_load(&w->load);
+
+	for (unsigned i = 0; i < s->nworkers; i++) {
+		unsigned l = atomic_load(&s->workers[i].load);
+
+		if (l < best_load) {
+			best = &s->workers[i];
+			best_load = l;
+		}
+	}
+	atomic_fetch_add(&best->load, 1);
+	return best;
+}
+
+/* Queue a connection for worker t and wake it; 0, or -1 (out of memory:
+ * the caller takes the connection itself). */
+static int handoff(struct worker *t, int fd, const struct sockaddr_storage *ss, socklen_t len)
+{
+	uint64_t one = 1;
+
+	pthread_mutex_lock(&t->hmu);
+	if (t->hn == t->hcap) {
+		unsigned cap = t->hcap ? 2 * t->hcap : 16;
+		struct handoff *q = realloc(t->hq, cap * sizeof(*q));
+
+		if (!q) {
+			pthread_mutex_unlock(&t->hmu);
+			return -1;
+		}
+		t->hq = q;
+		t->hcap = cap;
+	}
+	t->hq[t->hn++] = (struct handoff){.fd = fd, .len = len, .ss = *ss};
+	pthread_mutex_unlock(&t->hmu);
+	(void)!write(t->handoff_fd, &one, sizeof(one));
+	return 0;
+}
+
+/* Take the connections other workers handed to w. */
+static void take_handoffs(struct worker *w)
+{
+	uint64_t v;
+
+	(void)!read(w->handoff_fd, &v, sizeof(v));
+	for (;;) {
+		struct handoff h;
+
+		pthread_mutex_lock(&w->hmu);
+		if (!w->hn) {
+			pthread_mutex_unlock(&w->hmu);
+			return;
+		}
+		h = w->hq[--w->hn];
+		pthread_mutex_unlock(&w->hmu);
+		accept_one(w, h.fd, &h.ss, h.len);
+	}
+}
+
+/* Close what is still queued for w (the server is stopping). */
+static void drop_handoffs(struct worker *w)
+{
+	pthread_mutex_lock(&w->hmu);
+	while (w->hn)
+		close(w->hq[--w->hn].fd);
+	pthread_mutex_unlock(&w->hmu);
 }
 
 static void do_accept(struct worker *w, struct listener *l)
@@ -469,7 +551,15 @@ static void do_accept(struct worker *w, struct listener *l)
 		int fd = accept4(l->fd, (struct sockaddr *)&ss, &len, SOCK_NONBLOCK | SOCK_CLOEXEC);
 
 		if (fd >= 0) {
-			accept_one(w, fd, &ss, len);
+			struct worker *t = pick_worker(w);
+
+			if (t != w && handoff(t, fd, &ss, len) < 0) {
+				atomic_fetch_sub(&t->load, 1);
+				atomic_fetch_add(&w->load, 1);
+				t = w;
+			}
+			if (t == w)
+				accept_one(w, fd, &ss, len);
 			continue;
 		}
 		switch (errno) {
@@ -592,6 +682,8 @@ static void *worker_main(void *arg)
 				conn_event(evs[i].data.ptr, evs[i].events);
 			else if (kind == EP_LISTENER)
 				do_accept(w, evs[i].data.ptr);
+			else if (kind == EP_HANDOFF)
+				take_handoffs(w);
 			else
 				stop = 1;
 		}
@@ -1081,7 +1173,22 @@ static void reload_keys(struct sdrsa_server *s)
 		sdrsa_keys_count(k), sdrsa_keys_names(k));
 }
 
-/* Epoll set of a worker: the stop eventfd and every listener. */
+/* Close what worker_setup() opened and what is still queued for w. */
+static void worker_teardown(struct worker *w)
+{
+	drop_handoffs(w);
+	free(w->hq);
+	pthread_mutex_destroy(&w->hmu);
+	if (w->epfd >= 0)
+		close(w->epfd);
+	if (w->handoff_fd >= 0)
+		close(w->handoff_fd);
+	if (w->spare_fd >= 0)
+		close(w->spare_fd);
+}
+
+/* Epoll set of a worker: the stop eventfd, its handoff eventfd and every
+ * listener. */
 static int worker_setup(struct sdrsa_server *s, struct worker *w, unsigned idx)
 {
 	struct epoll_event ev;
@@ -1089,13 +1196,20 @@ static int worker_setup(struct sdrsa_server *s, struct worker *w, unsigned idx)
 
 	w->srv = s;
 	w->idx = idx;
+	w->handoff_kind = EP_HANDOFF;
+	pthread_mutex_init(&w->hmu, NULL);
 	w->spare_fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
+	w->handoff_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
 	w->epfd = epoll_create1(EPOLL_CLOEXEC);
-	if (w->epfd < 0)
+	if (w->epfd < 0 || w->handoff_fd < 0)
 		goto out_err;
 	ev.events = EPOLLIN;
 	ev.data.ptr = &s->stop_kind;
 	if (epoll_ctl(w->epfd, EPOLL_CTL_ADD, s->stop_fd, &ev) < 0)
+		goto out_err;
+	ev.events = EPOLLIN;
+	ev.data.ptr = &w->handoff_kind;
+	if (epoll_ctl(w->epfd, EPOLL_CTL_ADD, w->handoff_fd, &ev) < 0)
 		goto out_err;
 	for (size_t i = 0; i < s->nlisteners; i++) {
 		ev.events = EPOLLIN | EPOLLEXCLUSIVE;
@@ -1107,10 +1221,7 @@ static int worker_setup(struct sdrsa_server *s, struct worker *w, unsigned idx)
 
 out_err:
 	rc = -errno;
-	if (w->epfd >= 0)
-		close(w->epfd);
-	if (w->spare_fd >= 0)
-		close(w->spare_fd);
+	worker_teardown(w);
 	return rc;
 }
 
@@ -1127,19 +1238,19 @@ int sdrsa_server_run(struct sdrsa_server *s)
 	/* Workers take no signals: the caller's thread handles them. */
 	sigfillset(&all);
 	pthread_sigmask(SIG_BLOCK, &all, &old);
-	for (; started < s->nworkers; started++) {
-		struct worker *w = &s->workers[started];
-
-		rc = worker_setup(s, w, started);
+	/* Every worker is set up before any starts: a worker may hand a
+	 * connection to any other (if a thread cannot start, the server
+	 * stops: what was queued for it is closed below). */
+	unsigned setup = 0;
+	for (; setup < s->nworkers && !rc; setup++)
+		rc = worker_setup(s, &s->workers[setup], setup);
+	if (rc)
+		setup--; /* the one that failed cleaned up after itself */
+	for (; !rc && started < s->nworkers; started++) {
+		rc = -pthread_create(&s->workers[started].thread, NULL, worker_main,
+				     &s->workers[started]);
 		if (rc)
 			break;
-		rc = -pthread_create(&w->thread, NULL, worker_main, w);
-		if (rc) {
-			close(w->epfd);
-			if (w->spare_fd >= 0)
-				close(w->spare_fd);
-			break;
-		}
 	}
 	pthread_sigmask(SIG_SETMASK, &old, NULL);
 	if (rc) {
@@ -1186,11 +1297,9 @@ int sdrsa_server_run(struct sdrsa_server *s)
 	/* Every worker sees the stop eventfd readable, closes its connections
 	 * and exits; listeners are closed by sdrsa_server_free(), after that. */
 	(void)!write(s->stop_fd, &one, sizeof(one));
-	for (unsigned i = 0; i < started; i++) {
+	for (unsigned i = 0; i < started; i++)
 		pthread_join(s->workers[i].thread, NULL);
-		close(s->workers[i].epfd);
-		if (s->workers[i].spare_fd >= 0)
-			close(s->workers[i].spare_fd);
-	}
+	for (unsigned i = 0; i < setup; i++)
+		worker_teardown(&s->workers[i]);
 	return rc;
 }

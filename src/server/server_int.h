@@ -35,7 +35,7 @@
 #define CONN_LINGER_MS 1000u
 
 /* What an epoll event's data.ptr points to: these structs start with a kind. */
-enum ep_kind { EP_LISTENER = 1, EP_STOP, EP_CONN };
+enum ep_kind { EP_LISTENER = 1, EP_STOP, EP_CONN, EP_HANDOFF };
 
 enum conn_state {
 	CS_HELLO, /* waiting for HELLO */
@@ -63,6 +63,13 @@ struct listener {
 
 struct conn;
 
+/* A connection accepted by one worker for another (see do_accept()). */
+struct handoff {
+	int fd;
+	socklen_t len;
+	struct sockaddr_storage ss;
+};
+
 struct worker {
 	struct sdrsa_server *srv;
 	unsigned idx;
@@ -71,6 +78,16 @@ struct worker {
 	int spare_fd;	    /* kept open to accept-and-refuse when out of fds */
 	struct conn *conns; /* doubly linked list of this worker's connections */
 	unsigned nconns;
+	/* Connections this worker has or is about to get (handed over, not yet
+	 * taken): what the least-loaded choice of do_accept() compares. */
+	_Atomic unsigned load;
+	/* Connections handed over by other workers: queue under hmu, and an
+	 * eventfd in this worker's epoll that says the queue is not empty. */
+	int handoff_kind; /* EP_HANDOFF: data.ptr of handoff_fd's event */
+	int handoff_fd;
+	pthread_mutex_t hmu;
+	struct handoff *hq;
+	unsigned hn, hcap;
 	uint64_t next_scan_ms; /* next timeout scan */
 	uint64_t last_emfile_log_ms;
 	struct worker_stats stats;
