@@ -226,9 +226,11 @@ out:
 
 /*
  * Look a page up under its shard lock and, while the slot is this page's,
- * either copy it out into `copy` or, when `pinned` is given, pin it (from
+ * either copy it out into `copy` or, when `copy` is NULL, pin it (from
  * then until the unpin nobody writes or reuses the slot) and say where it
- * is. Returns as sdrsa_store_get().
+ * is in *pinned and *slot. Returns as sdrsa_store_get(). (Branching on
+ * `copy`, which each caller passes as a constant or not, lets the compiler
+ * drop the other branch from each inlined copy.)
  */
 static int get_locked(struct sdrsa_store *st, struct sdrsa_ns *ns, uint64_t addr, void *copy,
 		      const void **pinned, uint32_t *slot, uint64_t *csum)
@@ -249,7 +251,7 @@ static int get_locked(struct sdrsa_store *st, struct sdrsa_ns *ns, uint64_t addr
 		*csum = 0;
 		rc = 1;
 	} else {
-		if (!pinned) {
+		if (copy) {
 			memcpy(copy, sdrsa_pool_page(st->pool, e->slot), SDRSA_PAGE_SIZE);
 		} else {
 			sdrsa_pool_pin(st->pool, e->slot);
