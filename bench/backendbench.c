@@ -75,13 +75,6 @@ int64_t pb_page_index(uint64_t addr)
 	return (int64_t)(addr / PG);
 }
 
-static uint64_t splitmix64(uint64_t *s)
-{
-	uint64_t z = (*s += 0x9E3779B97F4A7C15ull);
-	z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
-	z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
-	return z ^ (z >> 31);
-}
 
 struct result {
 	double write_mbs, scan_mbs, random_us;
@@ -126,7 +119,7 @@ static int run_once(const char *servers, enum sdrsa_engine_backend backend, uint
 	uint64_t t2 = pb_now_ns();
 	uint64_t rs = 42 + (uint64_t)run;
 	for (uint64_t k = 0; k < nfaults; k++) {
-		uint64_t i = splitmix64(&rs) % n;
+		uint64_t i = sdrsa_splitmix64(&rs) % n;
 		const uint64_t *p = (const uint64_t *)(m + i * PG);
 		bad += p[511] != i;
 	}

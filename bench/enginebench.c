@@ -49,6 +49,7 @@
 #include "common/util.h"
 #include "pagebench.h"
 #include "swapref.h"
+#include "zipf.h"
 
 #ifndef ENGINEBENCH_SERVER_BIN
 #define ENGINEBENCH_SERVER_BIN "memory-server"
@@ -197,13 +198,6 @@ static void on_alarm(int sig)
 
 /* ---- helpers ---- */
 
-static uint64_t splitmix64(uint64_t *s)
-{
-	uint64_t z = (*s += 0x9e3779b97f4a7c15ull);
-	z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
-	z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
-	return z ^ (z >> 31);
-}
 
 static int cmp_u64(const void *a, const void *b)
 {
@@ -360,7 +354,7 @@ static int lat_part(const char *pl_name, const cpu_set_t *cpus, struct lat_resul
 	}
 	uint64_t rs = 1;
 	for (uint64_t k = 0; k < nops / 10 + nops; k++) {
-		uint64_t a = PB_ADDR_BASE + (splitmix64(&rs) % npages) * PG;
+		uint64_t a = PB_ADDR_BASE + (sdrsa_splitmix64(&rs) % npages) * PG;
 		uint64_t t0 = pb_now_ns();
 		if (raw.ops->get(&raw, a, page) < 0)
 			goto raw_fail;
@@ -392,7 +386,7 @@ static int lat_part(const char *pl_name, const cpu_set_t *cpus, struct lat_resul
 		rs = 2;
 		int ok = 1;
 		for (uint64_t k = 0; k < nops / 10 + nops && ok; k++) {
-			uint64_t i = splitmix64(&rs) % npages;
+			uint64_t i = sdrsa_splitmix64(&rs) % npages;
 			uint64_t t0 = pb_now_ns();
 			ok = sdrsa_get(cl, i * PG, page) == 0 && ((uint64_t *)page)[0] == i;
 			uint64_t t1 = pb_now_ns();
@@ -436,7 +430,7 @@ static int lat_part(const char *pl_name, const cpu_set_t *cpus, struct lat_resul
 	rs = 3;
 	int bad = 0;
 	for (uint64_t k = 0; k < nops / 10 + nops; k++) {
-		uint64_t i = splitmix64(&rs) % npages;
+		uint64_t i = sdrsa_splitmix64(&rs) % npages;
 		volatile uint64_t *w = (volatile uint64_t *)(m + i * PG);
 		uint64_t t0 = pb_now_ns();
 		uint64_t v = *w;
@@ -608,49 +602,9 @@ struct work_result {
 	char err[160];
 };
 
-/* Zipf(0.99) over npages: CDF by rank and a random rank -> page map. */
-static double *zipf_cdf;
-static uint32_t *zipf_perm;
-
-static void zipf_setup(uint64_t npages)
-{
-	zipf_cdf = malloc(npages * sizeof(*zipf_cdf));
-	zipf_perm = malloc(npages * sizeof(*zipf_perm));
-	if (!zipf_cdf || !zipf_perm) {
-		fprintf(stderr, "enginebench: out of memory\n");
-		exit(1);
-	}
-	double sum = 0;
-	for (uint64_t r = 0; r < npages; r++) {
-		sum += 1.0 / pow((double)(r + 1), 0.99);
-		zipf_cdf[r] = sum;
-	}
-	for (uint64_t r = 0; r < npages; r++) {
-		zipf_cdf[r] /= sum;
-		zipf_perm[r] = (uint32_t)r;
-	}
-	uint64_t s = 99;
-	for (uint64_t r = npages - 1; r > 0; r--) {
-		uint64_t j = splitmix64(&s) % (r + 1);
-		uint32_t t = zipf_perm[r];
-		zipf_perm[r] = zipf_perm[j];
-		zipf_perm[j] = t;
-	}
-}
-
-static uint64_t zipf_page(uint64_t *s, uint64_t npages)
-{
-	double u = (double)(splitmix64(s) >> 11) / 9007199254740992.0;
-	uint64_t lo = 0, hi = npages - 1;
-	while (lo < hi) {
-		uint64_t mid = (lo + hi) / 2;
-		if (zipf_cdf[mid] < u)
-			lo = mid + 1;
-		else
-			hi = mid;
-	}
-	return zipf_perm[lo];
-}
+/* Zipf(0.99) over the workload's pages (bench/zipf.h), set up once in the
+ * parent, before the workload children fork. */
+static struct zipf_table zipf;
 
 /* Engine of the current workload child (NULL in the other modes): its
  * statistics are printed after each phase with --verbose. */
@@ -691,7 +645,7 @@ static void phase_stats(const char *phase)
 /* The workload itself, on memory m of `size` bytes. */
 static void workload(uint64_t *m, uint64_t size, struct work_result *r)
 {
-	uint64_t nw = size / 8, np = size / PG;
+	uint64_t nw = size / 8;
 	uint64_t sum = 0;
 	double t0 = now_s();
 	for (uint64_t i = 0; i < nw; i++)
@@ -711,7 +665,7 @@ static void workload(uint64_t *m, uint64_t size, struct work_result *r)
 	/* Uniform random 8-byte reads and writes, alternating. */
 	uint64_t s = 7;
 	for (uint64_t k = 0; k < opt.ops; k++) {
-		uint64_t x = splitmix64(&s);
+		uint64_t x = sdrsa_splitmix64(&s);
 		uint64_t i = x % nw;
 		if (k & 1)
 			m[i] ^= x;
@@ -724,8 +678,8 @@ static void workload(uint64_t *m, uint64_t size, struct work_result *r)
 	/* Zipf(0.99) over pages, a random word in the page, alternating. */
 	s = 11;
 	for (uint64_t k = 0; k < opt.ops; k++) {
-		uint64_t p = zipf_page(&s, np);
-		uint64_t x = splitmix64(&s);
+		uint64_t p = zipf_table_next(&zipf, &s);
+		uint64_t x = sdrsa_splitmix64(&s);
 		uint64_t i = p * (PG / 8) + (x & 511);
 		if (k & 1)
 			m[i] += x;
@@ -934,7 +888,10 @@ static void work_part(void)
 	char why[300] = "";
 	int can_swap = swapref_available(why, sizeof(why));
 	uint64_t np = opt.size / PG;
-	zipf_setup(np);
+	if (zipf_table_init(&zipf, np, 0.99, 99) < 0) {
+		fprintf(stderr, "enginebench: out of memory\n");
+		exit(1);
+	}
 	if (opt.refs_engine && start_sdrsa(&all_cpus, np + np / 4) < 0) {
 		any_failure = 1;
 		return;

@@ -47,6 +47,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "common/util.h"
 #include "pagebench.h"
 
 #ifndef PAGEBENCH_SERVER_BIN
@@ -135,18 +136,11 @@ static char tmpdir[] = "/tmp/pagebench.XXXXXX";
 static int have_tmpdir;
 static int any_failure;
 
-static uint64_t splitmix64(uint64_t *state)
-{
-	uint64_t z = (*state += 0x9e3779b97f4a7c15ull);
-	z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
-	z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
-	return z ^ (z >> 31);
-}
 
 static uint64_t page_word(uint64_t addr, uint32_t gen, unsigned block)
 {
 	uint64_t st = addr * 0x2545f4914f6cdd1dull + ((uint64_t)gen << 20) + block;
-	return splitmix64(&st);
+	return sdrsa_splitmix64(&st);
 }
 
 int64_t pb_page_index(uint64_t addr)
@@ -321,7 +315,7 @@ struct rng {
 
 static uint64_t rng_page(struct rng *r)
 {
-	return PB_ADDR_BASE + (splitmix64(&r->s) % pb_opts.pages) * PB_PAGE;
+	return PB_ADDR_BASE + (sdrsa_splitmix64(&r->s) % pb_opts.pages) * PB_PAGE;
 }
 
 static int cmp_u64(const void *a, const void *b)
@@ -1170,7 +1164,7 @@ int main(int argc, char **argv)
 	/* Random filler: pages are neither zero nor compressible. */
 	uint64_t st = 0x5eed;
 	for (unsigned i = 0; i < PB_PAGE / 8; i++) {
-		uint64_t w = splitmix64(&st);
+		uint64_t w = sdrsa_splitmix64(&st);
 		memcpy(&filler[i * 8], &w, 8);
 	}
 	gens = calloc(pb_opts.pages, sizeof(gens[0]));

@@ -4,8 +4,11 @@
  * an exact zipf gives the most popular item 7.6% of the draws, the top 12.5%
  * of items 82% and the top 25% 88%; Gray's generator approximates it.
  */
+#include <errno.h>
 #include <math.h>
+#include <stdlib.h>
 
+#include "common/util.h"
 #include "zipf.h"
 
 static uint64_t gcd(uint64_t a, uint64_t b)
@@ -20,10 +23,7 @@ static uint64_t gcd(uint64_t a, uint64_t b)
 
 uint64_t zipf_rand(struct zipf *z)
 {
-	uint64_t x = (z->state += 0x9e3779b97f4a7c15ull);
-	x = (x ^ (x >> 30)) * 0xbf58476d1ce4e5b9ull;
-	x = (x ^ (x >> 27)) * 0x94d049bb133111ebull;
-	return x ^ (x >> 31);
+	return sdrsa_splitmix64(&z->state);
 }
 
 void zipf_init(struct zipf *z, uint64_t n, double theta, uint64_t seed)
@@ -63,4 +63,57 @@ uint64_t zipf_next(struct zipf *z)
 	/* rank * spread mod n: a bijection since gcd(spread, n) = 1; both are
 	 * below 2^32 for any n a bench uses, so the product fits. */
 	return (uint64_t)(((unsigned __int128)rank * z->spread) % z->n);
+}
+
+int zipf_table_init(struct zipf_table *t, uint64_t n, double theta, uint64_t perm_seed)
+{
+	double sum = 0;
+
+	t->n = n;
+	t->cdf = malloc(n * sizeof(*t->cdf));
+	t->perm = malloc(n * sizeof(*t->perm));
+	if (!t->cdf || !t->perm) {
+		zipf_table_free(t);
+		return -ENOMEM;
+	}
+	for (uint64_t r = 0; r < n; r++) {
+		sum += 1.0 / pow((double)(r + 1), theta);
+		t->cdf[r] = sum;
+	}
+	for (uint64_t r = 0; r < n; r++) {
+		t->cdf[r] /= sum;
+		t->perm[r] = (uint32_t)r;
+	}
+	for (uint64_t r = n - 1; r > 0; r--) {
+		uint64_t j = sdrsa_splitmix64(&perm_seed) % (r + 1);
+		uint32_t x = t->perm[r];
+
+		t->perm[r] = t->perm[j];
+		t->perm[j] = x;
+	}
+	return 0;
+}
+
+uint64_t zipf_table_next(const struct zipf_table *t, uint64_t *state)
+{
+	double u = (double)(sdrsa_splitmix64(state) >> 11) / 9007199254740992.0;
+	uint64_t lo = 0, hi = t->n - 1;
+
+	while (lo < hi) {
+		uint64_t mid = (lo + hi) / 2;
+
+		if (t->cdf[mid] < u)
+			lo = mid + 1;
+		else
+			hi = mid;
+	}
+	return t->perm[lo];
+}
+
+void zipf_table_free(struct zipf_table *t)
+{
+	free(t->cdf);
+	free(t->perm);
+	t->cdf = NULL;
+	t->perm = NULL;
 }

@@ -28,4 +28,23 @@ uint64_t zipf_next(struct zipf *z);
 /* A uniformly random 64-bit number from the same stream (splitmix64). */
 uint64_t zipf_rand(struct zipf *z);
 
+/*
+ * The exact zipf(theta) of enginebench's workload: a table of the CDF by
+ * rank (O(n) memory, a binary search per draw) and a random rank -> item
+ * permutation. Kept apart from the generator above because
+ * tests/traces/tracegen.c replays enginebench's pages from the same table
+ * (`tracegen enginebench`): one code for both keeps them equal.
+ */
+struct zipf_table {
+	uint64_t n;
+	double *cdf;
+	uint32_t *perm;
+};
+
+/* n >= 1 items; the permutation is shuffled with perm_seed. 0 or -ENOMEM. */
+int zipf_table_init(struct zipf_table *t, uint64_t n, double theta, uint64_t perm_seed);
+/* The next item, in [0, n), from one draw of sdrsa_splitmix64(state). */
+uint64_t zipf_table_next(const struct zipf_table *t, uint64_t *state);
+void zipf_table_free(struct zipf_table *t);
+
 #endif

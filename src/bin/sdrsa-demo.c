@@ -139,14 +139,6 @@ static void usage(FILE *f)
 
 /* ---- the working set ------------------------------------------------------ */
 
-static uint64_t splitmix64(uint64_t *x)
-{
-	uint64_t z = (*x += 0x9e3779b97f4a7c15ull);
-
-	z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
-	z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
-	return z ^ (z >> 31);
-}
 
 static int page_is_zero_by_design(uint64_t idx)
 {
@@ -166,7 +158,7 @@ static void make_page(const struct demo *d, uint64_t idx, uint8_t *page)
 	}
 	w[0] = idx;
 	for (size_t i = 1; i < PAGE / 8; i++)
-		w[i] = splitmix64(&x);
+		w[i] = sdrsa_splitmix64(&x);
 }
 
 static uint64_t page_addr(uint64_t idx)
@@ -454,7 +446,7 @@ static void phase_latency(struct demo *d, uint8_t *page, uint8_t *expect)
 	if (!lat)
 		die("out of memory");
 	for (unsigned i = 0; i < n + n / 10; i++) {
-		uint64_t idx = splitmix64(&x) % d->pages, t0, t;
+		uint64_t idx = sdrsa_splitmix64(&x) % d->pages, t0, t;
 		int rc;
 
 		t0 = sdrsa_now_ns();

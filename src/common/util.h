@@ -39,6 +39,18 @@ uint64_t sdrsa_now_ns(void);
  * pool store and the client library log through it. */
 void sdrsa_log_to(void (*fn)(void *userdata, int level, const char *msg), void *userdata,
 		  int level, const char *fmt, ...) __attribute__((format(printf, 4, 5)));
+/* splitmix64 (Steele, Lea, Flood): the next number of a fast, seedable
+ * pseudo-random sequence kept in *state. Reproducible workloads of the demo,
+ * the benchmarks and the trace generator draw from it, so that the same
+ * seed gives the same pages everywhere. */
+static inline uint64_t sdrsa_splitmix64(uint64_t *state)
+{
+	uint64_t z = (*state += 0x9e3779b97f4a7c15ull);
+	z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
+	z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
+	return z ^ (z >> 31);
+}
+
 /* MurmurHash3's 64-bit finaliser: spreads the bits of x over the result
  * (hash tables, placement, reproducible pseudo-random page contents). */
 static inline uint64_t sdrsa_mix64(uint64_t x)

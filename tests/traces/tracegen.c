@@ -14,7 +14,9 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "common/util.h"
 #include "engine/trace.h"
+#include "zipf.h" /* bench/zipf.h: enginebench's zipf table */
 
 static uint64_t rng = 0x9E3779B97F4A7C15ull;
 
@@ -46,16 +48,6 @@ static double *zipf_cdf(uint64_t n, double theta)
 	return cdf;
 }
 
-/* bench/enginebench.c's generator, so that its workload can be replayed
- * exactly (the same seeds give the same pages). */
-static uint64_t splitmix64(uint64_t *s)
-{
-	uint64_t z = (*s += 0x9e3779b97f4a7c15ull);
-	z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
-	z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
-	return z ^ (z >> 31);
-}
-
 /*
  * enginebench's workload (bench/enginebench.c, part (c)) at page grain:
  * `pages` pages, phases fill (write every page), seq (read every page,
@@ -63,7 +55,7 @@ static uint64_t splitmix64(uint64_t *s)
  * alternating) and zipf(0.99) over the pages through the bench's random
  * permutation (`ops` accesses, alternating); the record where each phase
  * starts goes to stdout (for `rsa-app sim --from`). The same
- * seeds and the same floating-point sums as the bench, so the pages are
+ * seeds as the bench and its zipf table (bench/zipf.c), so the pages are
  * the bench's. An update (`m[i] += x`) loads before it stores: a read, then
  * a write, as the engine sees it (a read fault, then a write-protect
  * fault); a plain store (the fill) is a write. Accesses to the same page in
@@ -89,53 +81,28 @@ static void enginebench_workload(struct trace_writer *w, uint64_t pages, uint64_
 	printf("random from record %llu\n", (unsigned long long)w->n);
 	uint64_t s = 7;
 	for (uint64_t k = 0; k < ops; k++) {
-		uint64_t x = splitmix64(&s);
+		uint64_t x = sdrsa_splitmix64(&s);
 		if (k & 1)
 			rmw(w, (x % nw) / 512);
 		else
 			trace_write(w, 1, (x % nw) / 512, TRACE_READ);
 	}
 	printf("zipf from record %llu\n", (unsigned long long)w->n);
-	double *cdf = malloc(pages * sizeof(*cdf)), sum = 0;
-	uint32_t *perm = malloc(pages * sizeof(*perm));
-	if (!cdf || !perm) {
+	struct zipf_table zt;
+	if (zipf_table_init(&zt, pages, 0.99, 99) < 0) {
 		fprintf(stderr, "tracegen: out of memory\n");
 		exit(1);
 	}
-	for (uint64_t r = 0; r < pages; r++) {
-		sum += 1.0 / pow((double)(r + 1), 0.99);
-		cdf[r] = sum;
-	}
-	for (uint64_t r = 0; r < pages; r++) {
-		cdf[r] /= sum;
-		perm[r] = (uint32_t)r;
-	}
-	uint64_t ps = 99;
-	for (uint64_t r = pages - 1; r > 0; r--) {
-		uint64_t j = splitmix64(&ps) % (r + 1);
-		uint32_t t = perm[r];
-		perm[r] = perm[j];
-		perm[j] = t;
-	}
 	s = 11;
 	for (uint64_t k = 0; k < ops; k++) {
-		double u = (double)(splitmix64(&s) >> 11) / 9007199254740992.0;
-		uint64_t lo = 0, hi = pages - 1;
-		while (lo < hi) {
-			uint64_t mid = (lo + hi) / 2;
-			if (cdf[mid] < u)
-				lo = mid + 1;
-			else
-				hi = mid;
-		}
-		(void)splitmix64(&s); /* the word in the page */
+		uint64_t page = zipf_table_next(&zt, &s);
+		(void)sdrsa_splitmix64(&s); /* the word in the page */
 		if (k & 1)
-			rmw(w, perm[lo]);
+			rmw(w, page);
 		else
-			trace_write(w, 1, perm[lo], TRACE_READ);
+			trace_write(w, 1, page, TRACE_READ);
 	}
-	free(cdf);
-	free(perm);
+	zipf_table_free(&zt);
 }
 
 static uint64_t zipf_rank(const double *cdf, uint64_t n)
