@@ -51,5 +51,9 @@ int engine_trace_close(struct sdrsa_engine *e);
 uint64_t engine_moves_misreported(struct sdrsa_engine *e);
 /* The userfaultfd of the program's memory, for tests that act on it. */
 int engine_uffd(const struct sdrsa_engine *e);
+/* Pages fetched ahead that were installed by UFFDIO_MOVE (*moved) and, of
+ * those, found written before their write protection (*raced: see
+ * install_moved in engine.c). For tests. */
+void engine_movein_counts(struct sdrsa_engine *e, uint64_t *moved, uint64_t *raced);
 
 #endif
