@@ -8,7 +8,12 @@
  * a memcached fleet given as HOST:PORT,... (--store memcached).
  *
  * Usage: test_torture SERVER_BIN|FLEET [--prefetch on|off] [--store server|mem|memcached]
- *                     [--threads N] [--ops N] [--policy clock|fifo]
+ *                     [--threads N] [--ops N] [--policy clock|fifo] [--seqwrite]
+ *
+ * --seqwrite: the sequential runs are frequent and half of them write each
+ * page, so that threads write pages while the prefetcher installs them by
+ * UFFDIO_MOVE (a write before the write protection must make the page
+ * dirty); the moved-in pages are counted and must be many.
  *
  * With SDRSA_TEST_FAULT=misreport@N the engine's UFFDIO_MOVEs report
  * complete moves as failed or short after N faults (the kernel bug that
@@ -36,6 +41,7 @@ static uint64_t g_ver[NPAGES];
 static pthread_mutex_t g_locks[NLOCKS];
 static long g_ops = 20000;
 static volatile int g_bad;
+static int g_seqwrite;
 
 struct worker {
 	pthread_t t;
@@ -69,14 +75,19 @@ static void *work(void *arg)
 			idx = (unsigned)(rnd(&w->rng) % (NPAGES / 10)); /* hot tenth */
 		else
 			idx = (unsigned)(rnd(&w->rng) % NPAGES);
-		if (r % 50 == 0) {
+		if (r % (g_seqwrite ? 8 : 50) == 0) {
 			/* A short sequential run: food for the prefetcher. */
 			unsigned start = idx % (NPAGES - 64);
+			int wr = g_seqwrite && (r >> 20) % 2;
 			for (unsigned i = start; i < start + 64; i++) {
 				pthread_mutex_t *l = &g_locks[i % NLOCKS];
 				pthread_mutex_lock(l);
 				if (t_check(g_mem + (size_t)i * PG, i, g_ver[i]))
 					report_bad(i, g_ver[i]);
+				if (wr) {
+					g_ver[i]++;
+					t_fill(g_mem + (size_t)i * PG, i, g_ver[i]);
+				}
 				pthread_mutex_unlock(l);
 			}
 			continue;
@@ -118,6 +129,8 @@ int main(int argc, char **argv)
 			nthreads = atoi(argv[++i]);
 		else if (!strcmp(argv[i], "--ops") && i + 1 < argc)
 			g_ops = atol(argv[++i]);
+		else if (!strcmp(argv[i], "--seqwrite"))
+			g_seqwrite = 1;
 		else if (!strcmp(argv[i], "--policy") && i + 1 < argc)
 			pol = !strcmp(argv[++i], "fifo") ? SDRSA_POLICY_FIFO : SDRSA_POLICY_CLOCK;
 		else
@@ -191,10 +204,15 @@ int main(int argc, char **argv)
 	CHECK(sdrsa_engine_stats(e, &s) == 0);
 	char line[1024];
 	sdrsa_engine_format_stats(&s, 0, line, sizeof(line));
-	fprintf(stderr, "%s, %d threads, %ld ops each, %llu ms: %s | moves misreported %llu\n",
+	uint64_t moved_in, raced;
+	engine_movein_counts(e, &moved_in, &raced);
+	fprintf(stderr,
+		"%s, %d threads, %ld ops each, %llu ms: %s | moves misreported %llu | moved in "
+		"%llu, written before protection %llu\n",
 		prefetch ? "prefetch" : "no prefetch", nthreads, g_ops,
 		(unsigned long long)(t1 - t0), line,
-		(unsigned long long)engine_moves_misreported(e));
+		(unsigned long long)engine_moves_misreported(e), (unsigned long long)moved_in,
+		(unsigned long long)raced);
 	CHECK(!g_bad);
 	/* SDRSA_TEST_FAULT=misreport@N: moves were reported short or failed
 	 * although they moved (the kernel bug move_checked counts around). */
@@ -206,6 +224,8 @@ int main(int argc, char **argv)
 	CHECK(s.pages_out > 0);
 	if (!prefetch)
 		CHECK_EQ(s.pages_prefetched, 0);
+	if (g_seqwrite)
+		CHECK(moved_in > 1000);
 
 	sdrsa_region_free(rg);
 	sdrsa_engine_free(e);
