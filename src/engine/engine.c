@@ -31,6 +31,11 @@
  * batches, each batch dropped with one madvise. Remote pages come in
  * streamed (store get_stream): the faulting page is installed as soon as
  * its frame is answered, pages fetched ahead as theirs are.
+ * Pages fetched ahead are received into spares (staging pages kept after
+ * their eviction) and moved into the mapping (install_moved); such a page
+ * is writable until its write protection, so it keeps its checksum
+ * (PF_VERIFY) and is hashed again when it is staged (verify_moved): a page
+ * that differs was written in that window and is dirty.
  *
  * Keys are not addresses: a counter hands out page-aligned keys, so mremap
  * (UFFD_EVENT_REMAP) just moves table entries and the stored pages keep
