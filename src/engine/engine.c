@@ -634,20 +634,21 @@ static void stg_advance(struct sdrsa_engine *e)
 
 /* The head is about to stage into ring counters below `upto`: drop the
  * spares that still occupy those slots (the oldest ones: spares are kept
- * and taken in ring order), runs of neighbours in one call. */
+ * and taken in ring order), in one call (two across the wrap). The slots
+ * between them are empty (refill holes, spares taken): the head has not
+ * reached them since, or the older spares would be gone already. */
 static void spare_reclaim(struct sdrsa_engine *e, uint64_t upto)
 {
+	if (!e->spare_n || e->spare[e->spare_first] + e->stg_cap >= upto)
+		return;
+	uint64_t from = e->spare[e->spare_first], to = from;
 	while (e->spare_n && e->spare[e->spare_first] + e->stg_cap < upto) {
-		uint64_t from = e->spare[e->spare_first], to = from;
-		while (e->spare_n && e->spare[e->spare_first] == to &&
-		       e->spare[e->spare_first] + e->stg_cap < upto) {
-			e->stg_state[to % e->stg_cap] = STG_EMPTY;
-			e->spare_first = (e->spare_first + 1) % e->stg_cap;
-			e->spare_n--;
-			to++;
-		}
-		stg_drop(e, from, to);
+		to = e->spare[e->spare_first] + 1;
+		e->stg_state[(to - 1) % e->stg_cap] = STG_EMPTY;
+		e->spare_first = (e->spare_first + 1) % e->stg_cap;
+		e->spare_n--;
 	}
+	stg_drop(e, from, to);
 }
 
 /* Take the oldest spare page as a receive buffer: its slot, or UINT32_MAX
