@@ -250,8 +250,8 @@ struct sdrsa_engine {
 	uint64_t *spare;
 	uint64_t spare_first, spare_n;
 	uint32_t spare_max;
-	uint64_t movein_pages;  /* pages installed by UFFDIO_MOVE */
-	uint64_t movein_raced;  /* of those, written before write protection */
+	uint64_t movein_pages; /* pages installed by UFFDIO_MOVE */
+	uint64_t movein_raced; /* of those, written before write protection */
 };
 
 static uint64_t read_startcode(pid_t pid);
@@ -1355,8 +1355,9 @@ static void spares_check(struct sdrsa_engine *e, struct fetch *f)
 			if (r == 0 && there[j])
 				continue;
 			if (r == 0 && !e->warned_spare++)
-				elog(e, SDRSA_LOG_WARN, "staging slot %u, kept as a receive buffer, "
-				     "holds no page; not used (an engine bug: please report it)",
+				elog(e, SDRSA_LOG_WARN,
+				     "staging slot %u, kept as a receive buffer, holds no page; "
+				     "not used (an engine bug: please report it)",
 				     f->slot[i + j]);
 			e->stg_state[f->slot[i + j]] = STG_EMPTY;
 			f->slot[i + j] = UINT32_MAX;
@@ -2024,7 +2025,11 @@ int engine_new_with_store(const struct sdrsa_engine_config *cfg, struct store *s
 	if (tf && (!strncmp(tf, "exit@", 5) || !strncmp(tf, "crash@", 6) ||
 		   !strncmp(tf, "lose@", 5) || !strncmp(tf, "misreport@", 10) ||
 		   !strncmp(tf, "movein-write@", 13))) {
-		e->inject = tf[0] == 'e' ? 1 : tf[0] == 'c' ? 2 : tf[0] == 'l' ? 3 : tf[0] == 'm' && tf[1] == 'i' ? 4 : 5;
+		e->inject = tf[0] == 'e'   ? 1
+			    : tf[0] == 'c' ? 2
+			    : tf[0] == 'l' ? 3
+			    : tf[1] == 'i' ? 4 /* misreport */
+					   : 5; /* movein-write */
 		e->inject_after = strtoull(strchr(tf, '@') + 1, NULL, 10);
 	}
 	e->budget = budget;
