@@ -2634,6 +2634,14 @@ uint64_t engine_moves_misreported(struct sdrsa_engine *e)
 	return n;
 }
 
+uint64_t engine_local_pages(struct sdrsa_engine *e)
+{
+	pthread_mutex_lock(&e->lock);
+	uint64_t n = local_pages(e);
+	pthread_mutex_unlock(&e->lock);
+	return n;
+}
+
 int engine_uffd(const struct sdrsa_engine *e)
 {
 	return e->uffd;
