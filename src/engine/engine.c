@@ -883,26 +883,6 @@ static inline uint64_t local_pages(const struct sdrsa_engine *e)
 	return e->nresident + e->nstaged + e->nrefilled;
 }
 
-/*
- * While a fetch waits for the server (the store's while_waiting hook): stage
- * a few pages that the next eviction round would stage anyway. The handler
- * would otherwise sit in recv for the round trip (about 11 us of the 15 us
- * of a remote fault here) and do the moves after it, while the program
- * waits for its next fault; a one-page move costs about 2 us here, so a
- * few fit. Only when local memory is within one eviction batch of the
- * budget and the staging area is below its target: the state is the one
- * make_room would reach, only earlier.
- */
-#define WAIT_STAGE_MAX 4u
-static void stage_while_waiting(void *ctx)
-{
-	struct sdrsa_engine *e = ctx;
-	if (e->dead || e->exiting || e->forked_child || e->nstaged >= e->stage_target ||
-	    local_pages(e) + e->batch < e->budget)
-		return;
-	(void)stage_some(e, MIN((size_t)(e->stage_target - e->nstaged), (size_t)WAIT_STAGE_MAX));
-}
-
 /* Make room for `need` more local pages. Keeps the staging area topped up
  * (that is what gives hot pages their second chance) and evicts from its
  * old end in batches. Returns 0, or -EIO after a fatal error. If nothing
@@ -1825,8 +1805,6 @@ int engine_new_with_store(const struct sdrsa_engine_config *cfg, struct store *s
 	e->startcode = read_startcode(getpid());
 	e->cfg = *cfg;
 	e->store = store;
-	store->while_waiting = stage_while_waiting;
-	store->while_waiting_ctx = e;
 	e->server = xstrdup(cfg->server);
 	e->name = xstrdup(cfg->name);
 	e->cfg.server = e->server;

@@ -71,12 +71,6 @@ struct store {
 	uint64_t pages_under_replicated; /* keys with fewer copies than asked */
 	uint64_t pages_rereplicated;     /* copies made again after a loss or drain */
 	uint64_t pages_lost;             /* keys with no copy left (fatal if read) */
-	/* Optional, set by the user of the store (NULL: none): get_stream
-	 * calls it once its requests are out, before it waits for the first
-	 * answer, so that work needing no store call runs during the round
-	 * trip. Only store_sdrsa calls it. */
-	void (*while_waiting)(void *ctx);
-	void *while_waiting_ctx;
 };
 
 static inline void store_free(struct store *s)

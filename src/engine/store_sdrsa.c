@@ -197,7 +197,7 @@ static int sd_get_stream(struct store *st, const uint64_t *keys, void *const *pa
 	memset(tries, 0, n);
 	size_t ndone = 0;
 	uint64_t gen = s->gen, t0 = 0;
-	int attempt = 0, err = 0, waited = 0;
+	int attempt = 0, err = 0;
 	while (ndone < n) {
 		int conn = ensure_conn(s);
 		/* Send what is to be sent, frame by frame. */
@@ -222,10 +222,6 @@ static int sd_get_stream(struct store *st, const uint64_t *keys, void *const *pa
 			conn = sdrsa_flush(s->c);
 		/* Collect, handing pages over as their frames come in. */
 		while (conn == 0 && inflight) {
-			if (!waited && st->while_waiting) {
-				waited = 1;
-				st->while_waiting(st->while_waiting_ctx);
-			}
 			int got = sdrsa_reap(s->c, comp, 64, 1, -1);
 			if (got < 0) {
 				conn = got;
