@@ -170,7 +170,7 @@ struct sdrsa_engine {
 	uint64_t stg_head, stg_tail;
 	uint32_t nrefilled; /* STG_REFILLED slots: still hold a page, counted as local */
 
-	uint64_t budget;       /* pages: resident + staged */
+	uint64_t budget;       /* pages: resident + staged + nrefilled (local_pages) */
 	uint32_t stage_target; /* pages kept staged */
 	uint32_t batch;        /* pages per eviction batch */
 	uint64_t key_prefix;   /* pid << 42: processes sharing a namespace never collide */
