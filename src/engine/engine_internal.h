@@ -49,6 +49,9 @@ int engine_trace_close(struct sdrsa_engine *e);
 /* UFFDIO_MOVEs that moved more pages than the kernel reported (counted
  * from the page table; see move_checked in engine.c). For tests. */
 uint64_t engine_moves_misreported(struct sdrsa_engine *e);
+/* Pages held locally: resident, staged, and the staging slots of refilled
+ * pages not dropped yet (all counted against the budget). For tests. */
+uint64_t engine_local_pages(struct sdrsa_engine *e);
 /* The userfaultfd of the program's memory, for tests that act on it. */
 int engine_uffd(const struct sdrsa_engine *e);
 /* Pages fetched ahead that were installed by UFFDIO_MOVE (*moved) and, of

@@ -293,11 +293,77 @@ static void test_store_full(void)
 	sdrsa_engine_free(e);
 }
 
+/* Refills: a page touched again while staged is copied back (writable if
+ * dirty, write-protected if clean) and its staging slot is dropped later,
+ * counted against the budget until then. Pages cycle through staging with
+ * reads, writes and read-then-write; every page keeps its latest contents
+ * (a write after a clean refill is seen and the page sent again) and local
+ * pages, refilled slots included, stay within the budget. */
+static void test_refill(void)
+{
+	struct store *s;
+	CHECK(store_mem_new(&s) == 0);
+	/* A large staging area and no prefetch: many refills (about 3000). */
+	struct sdrsa_engine_config cfg = {
+		.local_bytes = BUDGET_PAGES * PG,
+		.policy = SDRSA_POLICY_CLOCK,
+		.staging_pct = 40,
+		.no_prefetch = 1,
+	};
+	struct sdrsa_engine *e;
+	CHECK(engine_new_with_store(&cfg, s, &e) == 0);
+	struct sdrsa_region *rg;
+	enum { W = BUDGET_PAGES + BUDGET_PAGES / 4, N = 2 * BUDGET_PAGES };
+	static uint64_t ver[N];
+	CHECK(sdrsa_region_new(e, (size_t)N * PG, &rg) == 0);
+	unsigned char *m = sdrsa_region_addr(rg);
+	struct sdrsa_engine_stats a, b;
+	for (unsigned i = 0; i < N; i++)
+		t_fill(m + (size_t)i * PG, i, ver[i] = 1);
+	st(e, &a);
+	uint64_t x = 88172645463325252ull;
+	for (unsigned r = 0; r < 40; r++) {
+		for (unsigned k = 0; k < W; k++) {
+			x ^= x << 13; /* xorshift64: random pages, not a cycle */
+			x ^= x >> 7;
+			x ^= x << 17;
+			unsigned i = (unsigned)(x % W);
+			unsigned char *p = m + (size_t)i * PG;
+			switch ((r + i) % 3) {
+			case 0: /* read: a clean or dirty refill */
+				CHECK(t_check(p, i, ver[i]) == 0);
+				break;
+			case 1: /* write */
+				t_fill(p, i, ver[i] = 2 + r);
+				break;
+			default: /* read, then write the page installed write-protected */
+				CHECK(t_check(p, i, ver[i]) == 0);
+				t_fill(p, i, ver[i] = 100 + r);
+				break;
+			}
+		}
+		CHECK(engine_local_pages(e) <= BUDGET_PAGES + 1);
+	}
+	st(e, &b);
+	CHECK(b.faults_refill - a.faults_refill > 1000);
+	CHECK(engine_local_pages(e) <= BUDGET_PAGES);
+	/* Everything read back, twice, so that every page leaves and returns. */
+	for (int pass = 0; pass < 2; pass++)
+		for (unsigned i = 0; i < N; i++)
+			CHECK(t_check(m + (size_t)i * PG, i, ver[i]) == 0);
+	CHECK(engine_local_pages(e) <= BUDGET_PAGES);
+	sdrsa_region_free(rg);
+	CHECK_EQ(store_mem_count(s), 0);
+	sdrsa_engine_free(e);
+}
+
 int main(void)
 {
 	t_require_uffd();
 	test_zero_and_dirty();
 	fprintf(stderr, "ok zero_and_dirty\n");
+	test_refill();
+	fprintf(stderr, "ok refill\n");
 	test_mremap();
 	fprintf(stderr, "ok mremap\n");
 	test_fork();
