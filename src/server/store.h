@@ -65,6 +65,40 @@ void sdrsa_store_close(struct sdrsa_store *st, struct sdrsa_ns *ns);
 int sdrsa_store_put(struct sdrsa_store *st, struct sdrsa_ns *ns, uint64_t addr, const void *page,
 		    uint64_t csum);
 /*
+ * Puts of a frame into fresh slots, so that one locked lookup per page
+ * publishes it and the page's bytes are written with no lock held:
+ *  1. sdrsa_store_reserve() takes a slot per page (all or none; none while
+ *     the pool is nearly full: then sdrsa_store_put() per page, which may
+ *     overwrite in place and use the last free slots);
+ *  2. the caller writes each page into its slot (sdrsa_store_slot());
+ *  3. sdrsa_store_put_slot() checks it and points the index at the slot;
+ *  4. sdrsa_store_release() gives back the slots the pages replaced and the
+ *     reserved slots that were not published.
+ * A reserved slot belongs to the caller alone until it is published: nobody
+ * reads it, so it needs no lock.
+ */
+/* Reserve n slots (n or 0, see above); they are counted as used. */
+unsigned sdrsa_store_reserve(struct sdrsa_store *st, uint32_t *slots, unsigned n);
+/* The 4096 bytes of a slot reserved by the caller. */
+void *sdrsa_store_slot(struct sdrsa_store *st, uint32_t slot);
+/*
+ * Store the page that the caller wrote into reserved `slot`, as
+ * sdrsa_store_put() would: checksum and zero check on the slot's bytes, then
+ * under the shard lock the index points at `slot` (a new page is charged to
+ * the quota first). Returns 0: published, the slot is the page's now, and
+ * *old is the slot the page held before (SDRSA_SLOT_ZERO: none) for
+ * sdrsa_store_release(); 1: an all-zero page, stored without a slot; or
+ * -EINVAL, -EBADMSG, -EDQUOT, -ENOMEM, -ENOSPC (too many zero pages). On
+ * every return but 0 the slot is still the caller's and nothing stored
+ * changed (beyond what a zero page put changes).
+ */
+int sdrsa_store_put_slot(struct sdrsa_store *st, struct sdrsa_ns *ns, uint64_t addr, uint32_t slot,
+			 uint64_t csum, uint32_t *old);
+/* Give back slots: those replaced by sdrsa_store_put_slot() (a slot still
+ * being sent is released when its send ends) and reserved ones never
+ * published. One pool lock for all of them. */
+void sdrsa_store_release(struct sdrsa_store *st, const uint32_t *slots, unsigned n);
+/*
  * Fetch a page. Returns 0 with the data copied into `page` and its stored
  * checksum in *csum; 1 for a zero page (`page` untouched, *csum = 0);
  * -ENOENT when nothing is stored there; -EINVAL (misaligned).
