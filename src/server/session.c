@@ -550,9 +550,9 @@ static int put_frame_slots(struct conn *c, const struct sdrsa_hdr *h, const uint
 		} else {
 			if (k + PUT_PREFETCH < ndata)
 				prefetch_slot_write(st, slots[k + PUT_PREFETCH]);
-			memcpy(sdrsa_store_slot(st, slots[k]), in_data, SDRSA_PAGE_SIZE);
+			rc = sdrsa_store_put_reserved(st, c->ns, e.addr, in_data, e.csum, slots[k],
+						      &old);
 			in_data += SDRSA_PAGE_SIZE;
-			rc = sdrsa_store_put_slot(st, c->ns, e.addr, slots[k], e.csum, &old);
 			if (rc)
 				freed[nfreed++] = slots[k]; /* not published: still ours */
 			else if (old != SDRSA_SLOT_ZERO)

@@ -70,32 +70,33 @@ int sdrsa_store_put(struct sdrsa_store *st, struct sdrsa_ns *ns, uint64_t addr, 
  *  1. sdrsa_store_reserve() takes a slot per page (all or none; none while
  *     the pool is nearly full: then sdrsa_store_put() per page, which may
  *     overwrite in place and use the last free slots);
- *  2. the caller writes each page into its slot (sdrsa_store_slot());
- *  3. sdrsa_store_put_slot() checks it and points the index at the slot;
- *  4. sdrsa_store_release() gives back the slots the pages replaced and the
+ *  2. sdrsa_store_put_reserved() checks each page, copies it into its slot
+ *     and points the index at that slot;
+ *  3. sdrsa_store_release() gives back the slots the pages replaced and the
  *     reserved slots that were not published.
  * A reserved slot belongs to the caller alone until it is published: nobody
  * reads it, so it needs no lock.
  */
 /* Reserve n slots (n or 0, see above); they are counted as used. */
 unsigned sdrsa_store_reserve(struct sdrsa_store *st, uint32_t *slots, unsigned n);
-/* The 4096 bytes of a slot reserved by the caller. */
+/* The 4096 bytes of a slot (for cache hints on a reserved slot). */
 void *sdrsa_store_slot(struct sdrsa_store *st, uint32_t slot);
 /*
- * Store the page that the caller wrote into reserved `slot`, as
- * sdrsa_store_put() would: checksum and zero check on the slot's bytes, then
- * under the shard lock the index points at `slot` (a new page is charged to
- * the quota first). Returns 0: published, the slot is the page's now, and
- * *old is the slot the page held before (SDRSA_SLOT_ZERO: none) for
- * sdrsa_store_release(); 1: an all-zero page, stored without a slot; or
- * -EINVAL, -EBADMSG, -EDQUOT, -ENOMEM, -ENOSPC (too many zero pages). On
- * every return but 0 the slot is still the caller's and nothing stored
- * changed (beyond what a zero page put changes).
+ * Store a page as sdrsa_store_put() would, into reserved `slot`: the
+ * checksum and the zero check run on `page`, then the page is copied into
+ * the slot (no lock held) and, under the shard lock, the index points at it
+ * (a new page is charged to the quota first). Returns 0: published, the
+ * slot is the page's now, and *old is the slot the page held before
+ * (SDRSA_SLOT_ZERO: none) for sdrsa_store_release(); 1: an all-zero page,
+ * stored without a slot; or -EINVAL, -EBADMSG, -EDQUOT, -ENOMEM, -ENOSPC
+ * (too many zero pages). On every return but 0 the slot is still the
+ * caller's, and a refused page changed nothing stored. A page being sent
+ * from its old slot (pinned) keeps that slot whole until the send ends.
  */
-int sdrsa_store_put_slot(struct sdrsa_store *st, struct sdrsa_ns *ns, uint64_t addr, uint32_t slot,
-			 uint64_t csum, uint32_t *old);
-/* Give back slots: those replaced by sdrsa_store_put_slot() (a slot still
- * being sent is released when its send ends) and reserved ones never
+int sdrsa_store_put_reserved(struct sdrsa_store *st, struct sdrsa_ns *ns, uint64_t addr,
+			     const void *page, uint64_t csum, uint32_t slot, uint32_t *old);
+/* Give back slots: those replaced by sdrsa_store_put_reserved() (a slot
+ * still being sent is released when its send ends) and reserved ones never
  * published. One pool lock for all of them. */
 void sdrsa_store_release(struct sdrsa_store *st, const uint32_t *slots, unsigned n);
 /*
