@@ -2,8 +2,10 @@
 /*
  * Page store; see store.h. Every operation on a page runs under its index
  * shard lock, start to end: lookup, quota and slot accounting, and the copy of
- * the bytes. The pool lock nests inside (shard -> pool); namespace counters
- * are atomics and take no lock.
+ * the bytes; the one exception is a put into a reserved slot, copied before
+ * the lock (no entry points to that slot yet, so nobody else can reach it).
+ * The pool lock nests inside (shard -> pool); namespace counters are atomics
+ * and take no lock.
  *
  * Checksums and zero detection (XXH3 and an OR scan over 4 KiB) run before
  * the lock is taken, so the critical section is a lookup and one memcpy.

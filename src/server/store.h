@@ -12,11 +12,13 @@
  *    with -ENOSPC when the pool is full; nothing stored is ever dropped or
  *    replaced to make room; replacing a page reuses its slot (unless it is
  *    being sent: then the new data takes another slot, waiting for one if
- *    the pool is full);
+ *    the pool is full), except through sdrsa_store_put_reserved(), which
+ *    always writes into a fresh slot reserved beforehand;
  *  - the client's page checksum is checked on put, stored with the page and
  *    returned unchanged on get (end to end);
  *  - page bytes are copied in and out under the index shard lock, so a get
- *    never sees a slot that was freed and reused meanwhile; a get that sends
+ *    never sees a slot that was freed and reused meanwhile (or into a
+ *    reserved slot before any entry points to it); a get that sends
  *    straight from the slot pins it instead (sdrsa_store_get_pinned()): a
  *    pinned slot is never reused or written until unpinned; a put that
  *    replaces a pinned page writes into a new slot.
