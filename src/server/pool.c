@@ -141,52 +141,6 @@ void sdrsa_pool_release(struct sdrsa_pool *p, uint32_t slot)
 	atomic_fetch_sub_explicit(&p->used, 1, memory_order_relaxed);
 }
 
-unsigned sdrsa_pool_alloc_many(struct sdrsa_pool *p, uint32_t *slots, unsigned n,
-			       uint64_t keep_free)
-{
-	unsigned k = 0;
-
-	pthread_mutex_lock(&p->lock);
-	if ((uint64_t)p->nfree + (p->npages - p->next_fresh) >= (uint64_t)n + keep_free) {
-		/* Freed slots first (LIFO: the most recently used memory), then
-		 * fresh ones. */
-		for (; k < n && p->nfree; k++)
-			slots[k] = p->stack[--p->nfree];
-		for (; k < n; k++)
-			slots[k] = p->next_fresh++;
-	}
-	pthread_mutex_unlock(&p->lock);
-	if (k)
-		atomic_fetch_add_explicit(&p->used, k, memory_order_relaxed);
-	return k;
-}
-
-void sdrsa_pool_retire_many(struct sdrsa_pool *p, const uint32_t *slots, unsigned n)
-{
-	uint32_t todo[64];
-	unsigned k = 0;
-
-	for (unsigned i = 0; i < n; i++) {
-		/* Pinned (a send of the old page still in progress): the last
-		 * unpin releases it. Unpinned now means unpinned for good. */
-		if (atomic_load_explicit(&p->pins[slots[i]], memory_order_acquire))
-			sdrsa_pool_retire(p, slots[i]);
-		else
-			todo[k++] = slots[i];
-		if (k == sizeof(todo) / sizeof(todo[0]) || (i + 1 == n && k)) {
-			pthread_mutex_lock(&p->lock);
-			for (unsigned j = 0; j < k; j++) {
-				if (todo[j] >= p->next_fresh || p->nfree >= p->next_fresh)
-					abort(); /* a double release: never continue */
-				p->stack[p->nfree++] = todo[j];
-			}
-			pthread_mutex_unlock(&p->lock);
-			atomic_fetch_sub_explicit(&p->used, k, memory_order_relaxed);
-			k = 0;
-		}
-	}
-}
-
 void sdrsa_pool_pin(struct sdrsa_pool *p, uint32_t slot)
 {
 	/* Relaxed: the owner's shard lock, held here and by every writer of

@@ -39,14 +39,6 @@ int sdrsa_pool_alloc(struct sdrsa_pool *p, uint32_t *slot);
 /* Give a slot back. Its bytes are left as they are (the next owner overwrites
  * the whole page before anyone can read it). */
 void sdrsa_pool_release(struct sdrsa_pool *p, uint32_t slot);
-/*
- * Take n slots at once (one lock) for a frame of puts, but only while at least
- * `keep_free` slots stay free after it: returns n and fills slots[], or 0 and
- * takes nothing. A caller that cannot get them falls back to one
- * sdrsa_pool_alloc() per page, which may use the last free slots.
- */
-unsigned sdrsa_pool_alloc_many(struct sdrsa_pool *p, uint32_t *slots, unsigned n,
-			       uint64_t keep_free);
 
 /*
  * Pins: a slot whose bytes are being sent straight to a socket (a GET reply
@@ -67,10 +59,6 @@ unsigned sdrsa_pool_alloc_many(struct sdrsa_pool *p, uint32_t *slots, unsigned n
 void sdrsa_pool_pin(struct sdrsa_pool *p, uint32_t slot);
 void sdrsa_pool_unpin(struct sdrsa_pool *p, uint32_t slot);
 void sdrsa_pool_retire(struct sdrsa_pool *p, uint32_t slot);
-/* sdrsa_pool_retire() of n slots that no index entry points to any more (so
- * no new pin can start on them: no shard lock needed), or that were never
- * published; the unpinned ones are released under one pool lock. */
-void sdrsa_pool_retire_many(struct sdrsa_pool *p, const uint32_t *slots, unsigned n);
 int sdrsa_pool_pinned(const struct sdrsa_pool *p, uint32_t slot);
 /* Retired slots still pinned (they come back when their sends end): while
  * this is not 0, an -ENOSPC of sdrsa_pool_alloc() is only temporary. */

@@ -10,9 +10,8 @@
  * request, reply with a status and carry on. Nothing a client sends can
  * crash the server or reach another namespace: every length is checked by
  * the codec before it is used, and page data is copied to and from slots
- * only by the store, under the index shard lock or into a slot reserved for
- * it that no index entry points to yet, or sent from a slot that the store
- * pinned under that lock.
+ * only by the store, under the index shard lock, or sent from a slot that
+ * the store pinned under that lock.
  *
  * Replies are written straight into the output buffer: room for the largest
  * possible reply is reserved first, entries and page data are filled in, and
@@ -260,9 +259,22 @@ static void do_auth(struct conn *c, const struct sdrsa_hdr *h, const uint8_t *pa
 
 /* ---- page operations ---------------------------------------------------- */
 
-/* The reply entry of a put that returned rc (as sdrsa_store_put()). */
-static void put_status(struct conn *c, const struct sdrsa_entry *e, int rc, struct sdrsa_entry *r)
+/* Store one page; fills the reply entry. */
+static void op_put(struct conn *c, const struct sdrsa_entry *e, const uint8_t **data,
+		   struct sdrsa_entry *r)
 {
+	const uint8_t *page = NULL;
+	int rc;
+
+	if (e->len) {
+		page = *data;
+		*data += SDRSA_PAGE_SIZE;
+	}
+	/* Draining (docs/POOL.md): no new data; clients move their pages off. */
+	if (atomic_load_explicit(&c->w->srv->draining, memory_order_relaxed))
+		rc = -ENOSPC;
+	else
+		rc = sdrsa_store_put(c->w->srv->store, c->ns, e->addr, page, e->csum);
 	switch (rc) {
 	case 1:
 		r->flags = SDRSA_EF_ZERO;
@@ -297,25 +309,6 @@ static void put_status(struct conn *c, const struct sdrsa_entry *e, int rc, stru
 		r->status = SDRSA_S_INTERNAL;
 		break;
 	}
-}
-
-/* Store one page; fills the reply entry. */
-static void op_put(struct conn *c, const struct sdrsa_entry *e, const uint8_t **data,
-		   struct sdrsa_entry *r)
-{
-	const uint8_t *page = NULL;
-	int rc;
-
-	if (e->len) {
-		page = *data;
-		*data += SDRSA_PAGE_SIZE;
-	}
-	/* Draining (docs/POOL.md): no new data; clients move their pages off. */
-	if (atomic_load_explicit(&c->w->srv->draining, memory_order_relaxed))
-		rc = -ENOSPC;
-	else
-		rc = sdrsa_store_put(c->w->srv->store, c->ns, e->addr, page, e->csum);
-	put_status(c, e, rc, r);
 }
 
 /* Fetch one page into *data (advanced when data was written). */
@@ -495,81 +488,6 @@ static void get_zero_copy(struct conn *c, const struct sdrsa_hdr *h, const uint8
 		c->out_start = c->out_end = 0; /* all sent: the next reply starts at 0 */
 }
 
-/* Reserved slots of a PUT frame prefetched for writing ahead of their copy:
- * a copy into a cold slot stalls while its stores drain. 8 pages ahead: with
- * 32, two thirds of the function's samples sat in the first burst of
- * prefetches (the CPU's miss queue full); no throughput difference between
- * the two could be measured here. */
-#define PUT_PREFETCH 8u
-
-static void prefetch_slot_write(struct sdrsa_store *st, uint32_t slot)
-{
-	const uint8_t *p = sdrsa_store_slot(st, slot);
-
-	for (size_t off = 0; off < SDRSA_PAGE_SIZE; off += 64)
-		__builtin_prefetch(p + off, 1, 3);
-}
-
-/*
- * A PUT frame of several pages, into fresh slots (store.h): each page is
- * copied into a slot reserved for it, with no lock held, and then published
- * by one locked lookup that points its index entry at that slot; the slots
- * the pages held before are given back together at the end. The in-place
- * path (op_put()) takes two locked lookups per page: one to find the slot
- * to prefetch for writing, one to copy into it. Returns 0 without storing
- * anything when the slots cannot be had (pool nearly full, draining): the
- * caller takes the in-place path then. re: the reply's entries.
- */
-static int put_frame_slots(struct conn *c, const struct sdrsa_hdr *h, const uint8_t *payload,
-			   uint8_t *re)
-{
-	struct sdrsa_store *st = c->w->srv->store;
-	const uint8_t *in_data = payload + sdrsa_meta_len(h);
-	uint32_t slots[SDRSA_MAX_BATCH], freed[2 * SDRSA_MAX_BATCH];
-	unsigned ndata = 0, k = 0, nfreed = 0;
-
-	if (atomic_load_explicit(&c->w->srv->draining, memory_order_relaxed))
-		return 0;
-	for (unsigned i = 0; i < h->count; i++) {
-		struct sdrsa_entry e;
-
-		sdrsa_entry_decode(payload + (size_t)i * SDRSA_ENTRY_SIZE, &e);
-		ndata += e.len != 0;
-		sdrsa_store_prefetch_index(st, c->ns, e.addr);
-	}
-	if (!ndata || sdrsa_store_reserve(st, slots, ndata) != ndata)
-		return 0;
-	for (unsigned j = 0; j < ndata && j < PUT_PREFETCH; j++)
-		prefetch_slot_write(st, slots[j]);
-	for (unsigned i = 0; i < h->count; i++) {
-		struct sdrsa_entry e, r;
-		uint32_t old = SDRSA_SLOT_ZERO;
-		int rc;
-
-		sdrsa_entry_decode(payload + (size_t)i * SDRSA_ENTRY_SIZE, &e);
-		memset(&r, 0, sizeof(r));
-		r.addr = e.addr;
-		if (!e.len) {
-			op_put(c, &e, &in_data, &r); /* flagged ZERO: no slot */
-		} else {
-			if (k + PUT_PREFETCH < ndata)
-				prefetch_slot_write(st, slots[k + PUT_PREFETCH]);
-			rc = sdrsa_store_put_reserved(st, c->ns, e.addr, in_data, e.csum, slots[k],
-						      &old);
-			in_data += SDRSA_PAGE_SIZE;
-			if (rc)
-				freed[nfreed++] = slots[k]; /* not published: still ours */
-			else if (old != SDRSA_SLOT_ZERO)
-				freed[nfreed++] = old;
-			k++;
-			put_status(c, &e, rc, &r);
-		}
-		sdrsa_entry_encode(&r, re + (size_t)i * SDRSA_ENTRY_SIZE);
-	}
-	sdrsa_store_release(st, freed, nfreed);
-	return 1;
-}
-
 static void do_entries(struct conn *c, const struct sdrsa_hdr *h, const uint8_t *payload)
 {
 	size_t meta = sdrsa_meta_len(h), max_data;
@@ -610,12 +528,6 @@ static void do_entries(struct conn *c, const struct sdrsa_hdr *h, const uint8_t 
 		return;
 	re = rh + SDRSA_HDR_SIZE;
 	rd = rd0 = re + meta;
-	if (h->opcode == SDRSA_OP_PUT && h->count > 1 && put_frame_slots(c, h, payload, re)) {
-		put_reply_hdr(rh, h, c->ns_id, SDRSA_S_OK, h->count, (uint32_t)meta,
-			      sdrsa_meta_csum(re, meta));
-		c->out_end += SDRSA_HDR_SIZE + meta;
-		return;
-	}
 	if (h->opcode == SDRSA_OP_SWAP)
 		STAT_ADD(c->w, swaps, 1);
 	if ((h->opcode == SDRSA_OP_GET || h->opcode == SDRSA_OP_PUT) && h->count > 1)

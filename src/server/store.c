@@ -2,10 +2,8 @@
 /*
  * Page store; see store.h. Every operation on a page runs under its index
  * shard lock, start to end: lookup, quota and slot accounting, and the copy of
- * the bytes; the one exception is a put into a reserved slot, copied before
- * the lock (no entry points to that slot yet, so nobody else can reach it).
- * The pool lock nests inside (shard -> pool); namespace counters are atomics
- * and take no lock.
+ * the bytes. The pool lock nests inside (shard -> pool); namespace counters
+ * are atomics and take no lock.
  *
  * Checksums and zero detection (XXH3 and an OR scan over 4 KiB) run before
  * the lock is taken, so the critical section is a lookup and one memcpy.
@@ -224,71 +222,6 @@ out:
 		rc = -EIO;
 	}
 	return rc;
-}
-
-/* Reserved slots keep this share of the pool free for sdrsa_store_put(), so
- * that slots held by frames in progress never make another put POOL_FULL. */
-#define RESERVE_KEEP_FREE_SHIFT 3
-
-unsigned sdrsa_store_reserve(struct sdrsa_store *st, uint32_t *slots, unsigned n)
-{
-	return sdrsa_pool_alloc_many(st->pool, slots, n,
-				     sdrsa_pool_pages(st->pool) >> RESERVE_KEEP_FREE_SHIFT);
-}
-
-void *sdrsa_store_slot(struct sdrsa_store *st, uint32_t slot)
-{
-	return sdrsa_pool_page(st->pool, slot);
-}
-
-int sdrsa_store_put_reserved(struct sdrsa_store *st, struct sdrsa_ns *ns, uint64_t addr,
-			     const void *page, uint64_t csum, uint32_t slot, uint32_t *old)
-{
-	struct sdrsa_index_shard *sh;
-	struct sdrsa_index_ent *e;
-	uint64_t h;
-	int rc = 0;
-
-	if (addr % SDRSA_PAGE_SIZE)
-		return -EINVAL;
-	/* Checked on the source, which the receive just brought into the
-	 * cache: hashing the slot after the copy cost 48 % more (profile of
-	 * pinned pipelined puts, 2026-11-26). */
-	if (sdrsa_page_csum(page, addr) != csum)
-		return -EBADMSG;
-	if (sdrsa_page_is_zero(page))
-		return sdrsa_store_put(st, ns, addr, NULL, 0);
-	memcpy(sdrsa_pool_page(st->pool, slot), page, SDRSA_PAGE_SIZE);
-	h = sdrsa_index_hash(ns->id, addr);
-	sh = sdrsa_index_lock(st->index, h);
-	e = sdrsa_index_find(sh, h, ns->id, addr);
-	if (e) {
-		/* Pinned or not, the old slot is left as it is: a send of it
-		 * in progress stays whole, and the caller retires it. */
-		*old = e->slot;
-		if (e->slot == SDRSA_SLOT_ZERO)
-			zero_uncharge(st, ns);
-	} else {
-		rc = sdrsa_ns_charge(st->nst, ns);
-		if (rc)
-			goto out;
-		rc = sdrsa_index_insert(sh, h, ns->id, addr, &e);
-		if (rc) {
-			sdrsa_ns_uncharge(st->nst, ns, 1);
-			goto out;
-		}
-		*old = SDRSA_SLOT_ZERO;
-	}
-	e->slot = slot;
-	e->csum = csum;
-out:
-	sdrsa_index_unlock(sh);
-	return rc;
-}
-
-void sdrsa_store_release(struct sdrsa_store *st, const uint32_t *slots, unsigned n)
-{
-	sdrsa_pool_retire_many(st->pool, slots, n);
 }
 
 /*

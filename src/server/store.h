@@ -12,13 +12,11 @@
  *    with -ENOSPC when the pool is full; nothing stored is ever dropped or
  *    replaced to make room; replacing a page reuses its slot (unless it is
  *    being sent: then the new data takes another slot, waiting for one if
- *    the pool is full), except through sdrsa_store_put_reserved(), which
- *    always writes into a fresh slot reserved beforehand;
+ *    the pool is full);
  *  - the client's page checksum is checked on put, stored with the page and
  *    returned unchanged on get (end to end);
  *  - page bytes are copied in and out under the index shard lock, so a get
- *    never sees a slot that was freed and reused meanwhile (or into a
- *    reserved slot before any entry points to it); a get that sends
+ *    never sees a slot that was freed and reused meanwhile; a get that sends
  *    straight from the slot pins it instead (sdrsa_store_get_pinned()): a
  *    pinned slot is never reused or written until unpinned; a put that
  *    replaces a pinned page writes into a new slot.
@@ -66,41 +64,6 @@ void sdrsa_store_close(struct sdrsa_store *st, struct sdrsa_ns *ns);
  */
 int sdrsa_store_put(struct sdrsa_store *st, struct sdrsa_ns *ns, uint64_t addr, const void *page,
 		    uint64_t csum);
-/*
- * Puts of a frame into fresh slots, so that one locked lookup per page
- * publishes it and the page's bytes are written with no lock held:
- *  1. sdrsa_store_reserve() takes a slot per page (all or none; none while
- *     the pool is nearly full: then sdrsa_store_put() per page, which may
- *     overwrite in place and use the last free slots);
- *  2. sdrsa_store_put_reserved() checks each page, copies it into its slot
- *     and points the index at that slot;
- *  3. sdrsa_store_release() gives back the slots the pages replaced and the
- *     reserved slots that were not published.
- * A reserved slot belongs to the caller alone until it is published: nobody
- * reads it, so it needs no lock.
- */
-/* Reserve n slots (n or 0, see above); they are counted as used. */
-unsigned sdrsa_store_reserve(struct sdrsa_store *st, uint32_t *slots, unsigned n);
-/* The 4096 bytes of a slot (for cache hints on a reserved slot). */
-void *sdrsa_store_slot(struct sdrsa_store *st, uint32_t slot);
-/*
- * Store a page as sdrsa_store_put() would, into reserved `slot`: the
- * checksum and the zero check run on `page`, then the page is copied into
- * the slot (no lock held) and, under the shard lock, the index points at it
- * (a new page is charged to the quota first). Returns 0: published, the
- * slot is the page's now, and *old is the slot the page held before
- * (SDRSA_SLOT_ZERO: none) for sdrsa_store_release(); 1: an all-zero page,
- * stored without a slot; or -EINVAL, -EBADMSG, -EDQUOT, -ENOMEM, -ENOSPC
- * (too many zero pages). On every return but 0 the slot is still the
- * caller's, and a refused page changed nothing stored. A page being sent
- * from its old slot (pinned) keeps that slot whole until the send ends.
- */
-int sdrsa_store_put_reserved(struct sdrsa_store *st, struct sdrsa_ns *ns, uint64_t addr,
-			     const void *page, uint64_t csum, uint32_t slot, uint32_t *old);
-/* Give back slots: those replaced by sdrsa_store_put_reserved() (a slot
- * still being sent is released when its send ends) and reserved ones never
- * published. One pool lock for all of them. */
-void sdrsa_store_release(struct sdrsa_store *st, const uint32_t *slots, unsigned n);
 /*
  * Fetch a page. Returns 0 with the data copied into `page` and its stored
  * checksum in *csum; 1 for a zero page (`page` untouched, *csum = 0);

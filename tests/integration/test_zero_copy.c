@@ -158,8 +158,9 @@ static void *reader_main(void *arg)
 
 /* Namespace X, the writer: free a page and store it again, or replace it in
  * place, in a new generation each time; every other round replaces pages in
- * PUT frames of several pages instead (the server writes those into fresh
- * slots and gives the old ones back: session.c, put_frame_slots()). */
+ * PUT frames of several pages instead (the server prefetches their slots
+ * with a lookup of its own before the put's: a pinned slot must survive
+ * both). */
 #define XBATCH 8u
 static void *x_writer_main(void *arg)
 {

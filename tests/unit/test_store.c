@@ -48,29 +48,6 @@ static int put_pattern(struct sdrsa_store *st, struct sdrsa_ns *ns, uint64_t add
 	return sdrsa_store_put(st, ns, addr, p, sdrsa_page_csum(p, addr));
 }
 
-/* The same through a reserved slot (sdrsa_store_put_reserved(), the path of
- * PUT frames of several pages); falls back to sdrsa_store_put() when no slot
- * can be reserved, as the server does. */
-static int put_reserved_pattern(struct sdrsa_store *st, struct sdrsa_ns *ns, uint64_t addr,
-				uint64_t seed)
-{
-	uint32_t slot, old = 0x12345;
-	uint8_t p[PAGE];
-	int rc;
-
-	if (sdrsa_store_reserve(st, &slot, 1) != 1)
-		return put_pattern(st, ns, addr, seed);
-	fill(p, seed, addr);
-	rc = sdrsa_store_put_reserved(st, ns, addr, p, sdrsa_page_csum(p, addr), slot, &old);
-	if (rc == 0) {
-		if (old != SDRSA_SLOT_ZERO)
-			sdrsa_store_release(st, &old, 1);
-	} else {
-		sdrsa_store_release(st, &slot, 1);
-	}
-	return rc;
-}
-
 static void assert_pattern(struct sdrsa_store *st, struct sdrsa_ns *ns, uint64_t addr,
 			   uint64_t seed)
 {
@@ -751,8 +728,8 @@ static void *hammer(void *p)
 					version[slot] = ZERO_VERSION;
 				else
 					w->failures++;
-			} else if (((x >> 16) % 2 ? put_reserved_pattern : put_pattern)(
-				       w->st, ns, addr, (uint64_t)w->id * 1000000 + i + 1) == 0) {
+			} else if (put_pattern(w->st, ns, addr,
+					       (uint64_t)w->id * 1000000 + i + 1) == 0) {
 				version[slot] = (uint64_t)w->id * 1000000 + i + 1;
 			} else {
 				w->failures++;
@@ -971,145 +948,6 @@ static void test_pinned_forever(void **state)
 	sdrsa_store_free(st);
 }
 
-/* ---- puts into reserved slots (PUT frames of several pages) ---- */
-
-/* A put through a reserved slot publishes it and hands back the slot it
- * replaced; a zero page, a bad checksum, the quota and a misaligned address
- * leave the slot with the caller and the stored page as it was. */
-static void test_put_reserved(void **state)
-{
-	struct sdrsa_store *st = new_store(64, 3, 0);
-	struct sdrsa_ns *ns;
-	uint32_t slots[4], old = 0x12345;
-	uint8_t p[PAGE];
-	uint64_t csum;
-
-	(void)state;
-	assert_int_equal(sdrsa_store_open(st, "slots", &ns), 0);
-	assert_int_equal(put_pattern(st, ns, 0x1000, 1), 0);
-	assert_int_equal(used_pages(st), 1);
-	assert_int_equal(sdrsa_store_reserve(st, slots, 4), 4);
-	assert_int_equal(used_pages(st), 5);
-	/* a replacement: published, the old slot handed back */
-	fill(p, 2, 0x1000);
-	assert_int_equal(
-	    sdrsa_store_put_reserved(st, ns, 0x1000, p, sdrsa_page_csum(p, 0x1000), slots[0], &old),
-	    0);
-	assert_true(old != SDRSA_SLOT_ZERO && old != slots[0]);
-	assert_pattern(st, ns, 0x1000, 2);
-	sdrsa_store_release(st, &old, 1);
-	assert_int_equal(used_pages(st), 4);
-	/* a bad checksum: refused, the stored page unchanged, the slot ours */
-	fill(p, 3, 0x1000);
-	old = 0x12345;
-	assert_int_equal(sdrsa_store_put_reserved(st, ns, 0x1000, p, sdrsa_page_csum(p, 0x1000) ^ 1,
-						  slots[1], &old),
-			 -EBADMSG);
-	assert_pattern(st, ns, 0x1000, 2);
-	assert_true(old == 0x12345);
-	assert_int_equal(sdrsa_store_put_reserved(st, ns, 0x1001, p, 0, slots[1], &old), -EINVAL);
-	/* a new page: charged to the quota, no old slot */
-	fill(p, 3, 0x2000);
-	assert_int_equal(
-	    sdrsa_store_put_reserved(st, ns, 0x2000, p, sdrsa_page_csum(p, 0x2000), slots[1], &old),
-	    0);
-	assert_true(old == SDRSA_SLOT_ZERO);
-	assert_int_equal(atomic_load(&ns->pages), 2);
-	/* an all-zero page takes no slot: stored as a zero page, slot ours */
-	memset(p, 0, PAGE);
-	assert_int_equal(
-	    sdrsa_store_put_reserved(st, ns, 0x3000, p, sdrsa_page_csum(p, 0x3000), slots[2], &old),
-	    1);
-	assert_int_equal(counts(st).zero_pages, 1);
-	/* over the quota (3 pages): refused, nothing stored */
-	fill(p, 4, 0x4000);
-	assert_int_equal(
-	    sdrsa_store_put_reserved(st, ns, 0x4000, p, sdrsa_page_csum(p, 0x4000), slots[2], &old),
-	    -EDQUOT);
-	assert_int_equal(sdrsa_store_get(st, ns, 0x4000, p, &csum), -ENOENT);
-	/* the zero page turned into data: the zero count goes down */
-	fill(p, 5, 0x3000);
-	assert_int_equal(
-	    sdrsa_store_put_reserved(st, ns, 0x3000, p, sdrsa_page_csum(p, 0x3000), slots[3], &old),
-	    0);
-	assert_true(old == SDRSA_SLOT_ZERO);
-	assert_int_equal(counts(st).zero_pages, 0);
-	assert_pattern(st, ns, 0x3000, 5);
-	/* the unpublished slot goes back */
-	sdrsa_store_release(st, &slots[2], 1);
-	assert_int_equal(used_pages(st), 3);
-	assert_pattern(st, ns, 0x1000, 2);
-	assert_pattern(st, ns, 0x2000, 3);
-	assert_int_equal(sdrsa_store_drop_all(st, ns), 3);
-	assert_int_equal(used_pages(st), 0);
-	sdrsa_store_close(st, ns);
-	sdrsa_store_free(st);
-}
-
-/* A page pinned by a GET sent from its slot and replaced through a reserved
- * slot: the pinned bytes stay the old page until the unpin, which releases
- * the old slot. */
-static void test_put_reserved_pinned(void **state)
-{
-	struct sdrsa_store *st = new_store(64, 0, 0);
-	struct sdrsa_ns *ns;
-	uint8_t want[PAGE];
-	const void *page = NULL;
-	uint32_t pinned = 0, slot, old = 0;
-	uint64_t csum = 0;
-	uint8_t p[PAGE];
-
-	(void)state;
-	assert_int_equal(sdrsa_store_open(st, "slotpin", &ns), 0);
-	assert_int_equal(put_pattern(st, ns, 0x1000, 1), 0);
-	assert_int_equal(sdrsa_store_get_pinned(st, ns, 0x1000, &page, &pinned, &csum), 0);
-	assert_int_equal(sdrsa_store_reserve(st, &slot, 1), 1);
-	fill(p, 2, 0x1000);
-	assert_int_equal(
-	    sdrsa_store_put_reserved(st, ns, 0x1000, p, sdrsa_page_csum(p, 0x1000), slot, &old), 0);
-	assert_true(old == pinned);
-	sdrsa_store_release(st, &old, 1);
-	/* still pinned: not released, not reused, bytes unchanged */
-	assert_int_equal(used_pages(st), 2);
-	for (uint64_t a = 2; a < 40; a++)
-		assert_int_equal(put_reserved_pattern(st, ns, a * 0x1000, 7), 0);
-	fill(want, 1, 0x1000);
-	assert_memory_equal(page, want, PAGE);
-	assert_true(csum == sdrsa_page_csum(want, 0x1000));
-	assert_pattern(st, ns, 0x1000, 2);
-	assert_int_equal(used_pages(st), 40);
-	sdrsa_store_unpin(st, pinned);
-	assert_int_equal(used_pages(st), 39);
-	sdrsa_store_close(st, ns);
-	sdrsa_store_free(st);
-}
-
-/* Reservations are all or nothing and leave an eighth of the pool free for
- * single puts, which may then fill it: a nearly full pool never reports
- * POOL_FULL because of slots reserved by frames in progress. */
-static void test_reserve_keeps_free(void **state)
-{
-	struct sdrsa_store *st = new_store(64, 0, 0);
-	struct sdrsa_ns *ns;
-	uint32_t slots[64];
-
-	(void)state;
-	assert_int_equal(sdrsa_store_open(st, "reserve", &ns), 0);
-	assert_int_equal(sdrsa_store_reserve(st, slots, 57), 0);
-	assert_int_equal(used_pages(st), 0);
-	assert_int_equal(sdrsa_store_reserve(st, slots, 56), 56);
-	assert_int_equal(sdrsa_store_reserve(st, slots + 56, 1), 0);
-	for (uint64_t a = 1; a <= 8; a++)
-		assert_int_equal(put_pattern(st, ns, a * 0x1000, 1), 0);
-	assert_int_equal(put_pattern(st, ns, 9 * 0x1000, 1), -ENOSPC);
-	sdrsa_store_release(st, slots, 56);
-	assert_int_equal(used_pages(st), 8);
-	for (uint64_t a = 1; a <= 8; a++)
-		assert_pattern(st, ns, a * 0x1000, 1);
-	sdrsa_store_close(st, ns);
-	sdrsa_store_free(st);
-}
-
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -1125,9 +963,6 @@ int main(void)
 	    cmocka_unit_test(test_pinned_replace_and_drop),
 	    cmocka_unit_test(test_pinned_full_pool),
 	    cmocka_unit_test(test_pinned_forever),
-	    cmocka_unit_test(test_put_reserved),
-	    cmocka_unit_test(test_put_reserved_pinned),
-	    cmocka_unit_test(test_reserve_keeps_free),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
