@@ -157,15 +157,40 @@ static void *reader_main(void *arg)
 }
 
 /* Namespace X, the writer: free a page and store it again, or replace it in
- * place, in a new generation each time. */
+ * place, in a new generation each time; every other round replaces pages in
+ * PUT frames of several pages instead (the server prefetches their slots
+ * with a lookup of its own before the put's: a pinned slot must survive
+ * both). */
+#define XBATCH 8u
 static void *x_writer_main(void *arg)
 {
 	struct sdrsa_client *c = connect_as("zc-x");
 	uint8_t page[PAGE];
-	uint64_t gen = 1;
+	uint8_t *batch = malloc((size_t)XBATCH * PAGE);
+	uint64_t gen = 1, round = 0;
 
 	(void)arg;
-	while (c && !atomic_load(&stop)) {
+	while (c && batch && !atomic_load(&stop)) {
+		if (round++ % 2) {
+			for (unsigned i = 0; i < XPAGES && !atomic_load(&stop); i += 3 * XBATCH) {
+				uint64_t addrs[XBATCH];
+				const void *pages[XBATCH];
+				int res[XBATCH], rc;
+				unsigned n = 0;
+
+				for (unsigned j = i; j < XPAGES && n < XBATCH; j += 3, n++) {
+					addrs[n] = (uint64_t)j * PAGE;
+					pages[n] = batch + (size_t)n * PAGE;
+					make_page(batch + (size_t)n * PAGE, 1, addrs[n], ++gen);
+				}
+				rc = sdrsa_put_many(c, addrs, pages, n, res);
+				if (rc) {
+					fail("X put_many", rc);
+					goto out;
+				}
+			}
+			continue;
+		}
 		for (unsigned i = 0; i < XPAGES && !atomic_load(&stop); i += 3) {
 			uint64_t a = (uint64_t)i * PAGE;
 			int rc = 0;
@@ -177,10 +202,12 @@ static void *x_writer_main(void *arg)
 				rc = sdrsa_put(c, a, page);
 			if (rc) {
 				fail("X put/free", rc);
-				break;
+				goto out;
 			}
 		}
 	}
+out:
+	free(batch);
 	sdrsa_client_free(c);
 	return NULL;
 }
