@@ -25,6 +25,8 @@
 #define PB_PAGE 4096u
 /* Most operations a pipelined job keeps in flight. */
 #define PB_MAX_DEPTH 256u
+/* Most timed runs per throughput phase (--tp-reps). */
+#define PB_TP_REPS_MAX 15u
 /* Every page address is PB_ADDR_BASE + i * PB_PAGE, i < working-set pages. */
 #define PB_ADDR_BASE 0x100000000ull
 
