@@ -100,6 +100,17 @@
 __thread int sdrsa_engine_internal __attribute__((tls_model("initial-exec")));
 
 enum { PS_NONE = 0, PS_RESIDENT, PS_STAGED, PS_REMOTE, PS_LOST, PS_GONE };
+
+/* Test faults, SDRSA_TEST_FAULT=NAME@N (test_fault_point). */
+enum inject_kind {
+	INJECT_NONE = 0,
+	INJECT_EXIT,	     /* exit@N */
+	INJECT_CRASH,	     /* crash@N */
+	INJECT_LOSE,	     /* lose@N */
+	INJECT_MISREPORT,    /* misreport@N (inject_misreport) */
+	INJECT_MOVEIN_WRITE, /* movein-write@N (inject_window_write) */
+};
+
 #define PF_DIRTY 0x01
 #define PF_STORED 0x02
 #define PF_PRED 0x04 /* installed writable on a read: a write was predicted */
@@ -216,11 +227,10 @@ struct sdrsa_engine {
 	int stopping;     /* set (atomically) to stop the handler */
 	uint64_t pred_clock; /* write predictions made, for sampling */
 	int exiting;         /* engine_release_at_exit() ran */
-	int inject;          /* tests: 1 exit, 2 crash the handler, 3 lose a page, 4 misreport
-			      * moves (SDRSA_TEST_FAULT) */
+	int inject;          /* tests: enum inject_kind (SDRSA_TEST_FAULT, test_fault_point) */
 	uint64_t inject_after;
-	uint64_t last_fault; /* address of the last fault served, for inject 3 */
-	uint64_t inject_moves; /* moves seen by inject 4 */
+	uint64_t last_fault; /* address of the last fault served, for INJECT_LOSE */
+	uint64_t inject_moves; /* moves seen by INJECT_MISREPORT */
 	int pagemap_fd;        /* /proc/self/pagemap (move_checked); -1: use mincore */
 	uint64_t moves_misreported; /* UFFDIO_MOVEs that moved more than they said */
 	uint32_t exit_tid;   /* the thread that called it */
@@ -484,13 +494,19 @@ static int pages_mapped(struct sdrsa_engine *e, uint64_t addr, uint64_t n, uint8
 	return 0;
 }
 
+/* Faults served so far: the clock of SDRSA_TEST_FAULT's @N. */
+static inline uint64_t faults_served(const struct sdrsa_engine *e)
+{
+	return e->st.faults_zero + e->st.faults_remote + e->st.faults_refill;
+}
+
 /* Tests (SDRSA_TEST_FAULT=misreport@N): report a complete move the way
  * the kernel bug below does, in turn as moved, as nothing moved (EEXIST)
  * and as half moved. */
 static int64_t inject_misreport(struct sdrsa_engine *e, int64_t r, uint64_t n)
 {
-	if (e->inject != 4 || r != (int64_t)(n * PAGE) ||
-	    e->st.faults_zero + e->st.faults_remote + e->st.faults_refill < e->inject_after)
+	if (e->inject != INJECT_MISREPORT || r != (int64_t)(n * PAGE) ||
+	    faults_served(e) < e->inject_after)
 		return r;
 	switch (e->inject_moves++ % 3) {
 	case 1:
@@ -563,6 +579,12 @@ static void uf_wake(int fd, uint64_t addr)
 }
 
 /* ---- staging area ---- */
+
+/* Pages held locally: mapped, staged, and refilled slots not dropped yet. */
+static inline uint64_t local_pages(const struct sdrsa_engine *e)
+{
+	return e->nresident + e->nstaged + e->nrefilled;
+}
 
 static inline void *stg_ptr(struct sdrsa_engine *e, uint32_t s)
 {
@@ -652,13 +674,14 @@ static void spare_reclaim(struct sdrsa_engine *e, uint64_t upto)
 	stg_drop(e, from, to);
 }
 
-/* Take the oldest spare page as a receive buffer: its slot, or UINT32_MAX
- * when there is none. */
-static uint32_t spare_take(struct sdrsa_engine *e)
+/* Take the oldest spare page as a receive buffer: its slot (and in *ctr
+ * its ring counter, for spares_untaken), or UINT32_MAX when there is none. */
+static uint32_t spare_take(struct sdrsa_engine *e, uint64_t *ctr)
 {
 	if (!e->spare_n || !e->stg || e->forked_child)
 		return UINT32_MAX;
-	uint32_t s = (uint32_t)(e->spare[e->spare_first] % e->stg_cap);
+	*ctr = e->spare[e->spare_first];
+	uint32_t s = (uint32_t)(*ctr % e->stg_cap);
 	e->spare_first = (e->spare_first + 1) % e->stg_cap;
 	e->spare_n--;
 	assert(e->stg_state[s] == STG_SPARE);
@@ -843,8 +866,7 @@ static void store_refused(struct sdrsa_engine *e, size_t n, int err)
 		     "budget (%llu local pages, budget %llu); retrying",
 		     e->server ? e->server : "(test store)",
 		     err == -EDQUOT ? "quota of this client reached" : "pool full",
-		     (unsigned long long)(e->nresident + e->nstaged),
-		     (unsigned long long)e->budget);
+		     (unsigned long long)local_pages(e), (unsigned long long)e->budget);
 	}
 }
 
@@ -963,12 +985,6 @@ static ssize_t evict_some(struct sdrsa_engine *e, size_t n)
 	else if (nput && e->full_since)
 		store_accepts(e);
 	return (ssize_t)(k - refused);
-}
-
-/* Pages held locally: mapped, staged, and refilled slots not dropped yet. */
-static inline uint64_t local_pages(const struct sdrsa_engine *e)
-{
-	return e->nresident + e->nstaged + e->nrefilled;
 }
 
 /* Make room for `need` more local pages. Keeps the staging area topped up
@@ -1223,7 +1239,7 @@ struct fetch {
 #define MOVEIN_WRITE_MARK 0x5344525341574e44ull
 static void inject_window_write(struct sdrsa_engine *e, uint64_t addr)
 {
-	if (e->inject != 5 || !e->inject_after)
+	if (e->inject != INJECT_MOVEIN_WRITE || !e->inject_after)
 		return;
 	e->inject_after--;
 	*(volatile uint64_t *)(uintptr_t)(addr + PAGE - 8) = MOVEIN_WRITE_MARK;
@@ -1425,8 +1441,7 @@ static int fault_remote(struct sdrsa_engine *e, struct pent *p, uint64_t addr, i
 		if (!q || q->state != PS_REMOTE)
 			continue;
 		keys[n] = q->key;
-		f->spc[n] = e->spare_n ? e->spare[e->spare_first] : 0;
-		f->slot[n] = spare_take(e);
+		f->slot[n] = spare_take(e, &f->spc[n]);
 		f->bufs[n] = f->slot[n] != UINT32_MAX ? stg_ptr(e, f->slot[n]) : e->fbuf + n * PAGE;
 		f->qaddr[n] = qa;
 		f->qp[n] = q;
@@ -1747,12 +1762,11 @@ static void handler_gone(void *arg)
  * move and the write protection (inject_window_write). */
 static void test_fault_point(struct sdrsa_engine *e)
 {
-	if (!e->inject || e->st.faults_zero + e->st.faults_remote + e->st.faults_refill <
-				  e->inject_after)
+	if (!e->inject || faults_served(e) < e->inject_after)
 		return;
-	if (e->inject >= 4)
+	if (e->inject == INJECT_MISREPORT || e->inject == INJECT_MOVEIN_WRITE)
 		return; /* in move_checked, in install_moved */
-	if (e->inject == 3) {
+	if (e->inject == INJECT_LOSE) {
 		struct pent *p = pt_get(e, e->last_fault);
 		uint32_t s = (uint32_t)(e->stg_head % e->stg_cap);
 		if (p && p->state == PS_RESIDENT && e->stg_state[s] == STG_EMPTY &&
@@ -1760,11 +1774,11 @@ static void test_fault_point(struct sdrsa_engine *e)
 			/* Gone for good: left in the slot, move_checked would
 			 * find it there when the page is staged. */
 			stg_release(e, s);
-			e->inject = 0;
+			e->inject = INJECT_NONE;
 		}
 		return;
 	}
-	if (e->inject == 1) {
+	if (e->inject == INJECT_EXIT) {
 		pthread_mutex_unlock(&e->lock);
 		pthread_exit(NULL);
 	}
@@ -2039,15 +2053,22 @@ int engine_new_with_store(const struct sdrsa_engine_config *cfg, struct store *s
 		e->cfg.key = e->key;
 	}
 	const char *tf = getenv("SDRSA_TEST_FAULT");
-	if (tf && (!strncmp(tf, "exit@", 5) || !strncmp(tf, "crash@", 6) ||
-		   !strncmp(tf, "lose@", 5) || !strncmp(tf, "misreport@", 10) ||
-		   !strncmp(tf, "movein-write@", 13))) {
-		e->inject = tf[0] == 'e'   ? 1
-			    : tf[0] == 'c' ? 2
-			    : tf[0] == 'l' ? 3
-			    : tf[1] == 'i' ? 4 /* misreport */
-					   : 5; /* movein-write */
-		e->inject_after = strtoull(strchr(tf, '@') + 1, NULL, 10);
+	static const struct {
+		const char *prefix;
+		enum inject_kind kind;
+	} faults[] = {
+	    {"exit@", INJECT_EXIT},
+	    {"crash@", INJECT_CRASH},
+	    {"lose@", INJECT_LOSE},
+	    {"misreport@", INJECT_MISREPORT},
+	    {"movein-write@", INJECT_MOVEIN_WRITE},
+	};
+	for (size_t i = 0; tf && i < ARRAY_SIZE(faults); i++) {
+		size_t len = strlen(faults[i].prefix);
+		if (!strncmp(tf, faults[i].prefix, len)) {
+			e->inject = faults[i].kind;
+			e->inject_after = strtoull(tf + len, NULL, 10);
+		}
 	}
 	e->budget = budget;
 	e->spin_us = cfg->spin_us < 0 ? 0 : cfg->spin_us ? (unsigned)cfg->spin_us : 50;
