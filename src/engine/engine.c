@@ -26,7 +26,9 @@
  * sets DIRTY. Clean pages are dropped at eviction without being sent.
  *
  * Work done after the faulting thread is woken: eviction (make_room, after
- * each fault), so that it is off that thread's path. The staging area is a
+ * each fault), so that it is off that thread's path. Its puts are not
+ * waited for either (puts_submit): the pages stay staged and counted until
+ * their answers, collected when the budget needs their room. The staging area is a
  * ring (stg_*): pages are staged at its head and evicted from its tail in
  * batches, each batch dropped with one madvise. Remote pages come in
  * streamed (store get_stream): the faulting page is installed as soon as
@@ -726,8 +728,10 @@ static void flush_frees(struct sdrsa_engine *e)
 }
 
 /* Keys: the process id in bits 42..63, a counter in bits 12..41. Freed keys
- * are reused once their free has been sent (frees are flushed before any
- * later put, all on this one connection). */
+ * are reused once their free has been answered (flush_frees waits for it,
+ * before any later put, also one on the store's put connection); a free is
+ * never sent while a put of the same key is in flight (the events that
+ * free keys first wait for every answer: puts_drain). */
 static int alloc_key(struct sdrsa_engine *e, uint64_t *key)
 {
 	if (e->nrecycled) {
