@@ -2235,7 +2235,9 @@ void sdrsa_engine_free(struct sdrsa_engine *e)
 		free(r);
 		r = next;
 	}
-	if (e->store && !e->forked_child && !e->dead)
+	/* Answers first: a put still in flight could store a page after
+	 * the namespace was freed. */
+	if (e->store && !e->forked_child && !e->dead && puts_drain(e) == 0)
 		(void)e->store->ops->free_all(e->store, NULL);
 	if (!e->forked_child)
 		store_free(e->store);
