@@ -26,9 +26,7 @@
  * sets DIRTY. Clean pages are dropped at eviction without being sent.
  *
  * Work done after the faulting thread is woken: eviction (make_room, after
- * each fault), so that it is off that thread's path. Its puts are not
- * waited for either (puts_submit): the pages stay staged and counted until
- * their answers, collected when the budget needs their room. The staging area is a
+ * each fault), so that it is off that thread's path. The staging area is a
  * ring (stg_*): pages are staged at its head and evicted from its tail in
  * batches, each batch dropped with one madvise. Remote pages come in
  * streamed (store get_stream): the faulting page is installed as soon as
@@ -98,7 +96,6 @@
 #define BATCH_MAX 64u
 #define PREFETCH_MAX 128u
 #define QUEUE_MAX 1024u
-#define PUTS_MAX (4u * BATCH_MAX) /* asynchronous puts in flight, at most */
 
 __thread int sdrsa_engine_internal __attribute__((tls_model("initial-exec")));
 
@@ -121,7 +118,6 @@ enum inject_kind {
 #define PF_BORROWED 0x10 /* fork child: the key is the parent's (read, never freed) */
 #define PF_AHEAD 0x20    /* fetched ahead, no sign of use yet (prefetch accuracy) */
 #define PF_VERIFY 0x40   /* moved in (install_moved): clean only if it still hashes to vsum */
-#define PF_PUTTING 0x80  /* STAGED, its put sent and not answered yet (puts_reap) */
 
 struct pent {
 	uint64_t key;   /* store key when PF_STORED */
@@ -267,25 +263,6 @@ struct sdrsa_engine {
 	uint32_t spare_max;
 	uint64_t movein_pages; /* pages installed by UFFDIO_MOVE */
 	uint64_t movein_raced; /* of those, written before write protection */
-	/* Asynchronous eviction puts (evict_some, puts_reap): a ring of
-	 * PUTS_MAX entries indexed by tag, a tag per page sent (never reused).
-	 * A page whose put is in flight stays in its staging slot, counted in
-	 * nputting (a local page) until the answer; a refill meanwhile takes
-	 * it back (dirty: sent again at its next eviction). */
-	struct put_ent {
-		uint64_t tag;
-		uint64_t addr; /* the page (events wait for the answers first) */
-		uint64_t key;
-		uint8_t live;     /* sent, not answered */
-		uint8_t refilled; /* refilled meanwhile: the answer only records the key */
-	} *puts;
-	uint64_t put_tag;    /* next tag */
-	uint32_t put_n;      /* live entries */
-	uint64_t nputting;   /* STAGED pages with PF_PUTTING */
-	int put_async;       /* the store has put_submit/put_reap */
-	int put_fallback;    /* a put's connection failed: the next batch waits (put_many) */
-	uint64_t put_refills; /* refills of pages whose put was in flight (tests) */
-	uint64_t put_resent;  /* pages sent again after a connection error (tests) */
 };
 
 static uint64_t read_startcode(pid_t pid);
@@ -603,11 +580,10 @@ static void uf_wake(int fd, uint64_t addr)
 
 /* ---- staging area ---- */
 
-/* Pages held locally: mapped, staged (also those whose put is in flight),
- * and refilled slots not dropped yet. */
+/* Pages held locally: mapped, staged, and refilled slots not dropped yet. */
 static inline uint64_t local_pages(const struct sdrsa_engine *e)
 {
-	return e->nresident + e->nstaged + e->nrefilled + e->nputting;
+	return e->nresident + e->nstaged + e->nrefilled;
 }
 
 static inline void *stg_ptr(struct sdrsa_engine *e, uint32_t s)
@@ -728,10 +704,8 @@ static void flush_frees(struct sdrsa_engine *e)
 }
 
 /* Keys: the process id in bits 42..63, a counter in bits 12..41. Freed keys
- * are reused once their free has been answered (flush_frees waits for it,
- * before any later put, also one on the store's put connection); a free is
- * never sent while a put of the same key is in flight (the events that
- * free keys first wait for every answer: puts_drain). */
+ * are reused once their free has been sent (frees are flushed before any
+ * later put, all on this one connection). */
 static int alloc_key(struct sdrsa_engine *e, uint64_t *key)
 {
 	if (e->nrecycled) {
@@ -905,163 +879,6 @@ static void store_accepts(struct sdrsa_engine *e)
 	e->full_retry_at = 0;
 }
 
-/*
- * Asynchronous eviction puts. The synchronous put of a batch of 64 pages
- * kept the handler waiting 80-150 us for the server's answers (1600 times
- * in enginebench's zipf phase at 256 MiB), and the program's next fault
- * waited behind it. Now the batch is sent on the store's put connection
- * and the handler goes on; the pages stay in their staging slots, counted
- * as local (nputting), until their answers are collected, which happens
- * only when the budget needs their room (make_room; normally a batch later,
- * long answered), before any event (addresses must not move under an
- * entry), before a fork, at exit and when the handler goes idle.
- *
- * An answer finishes the page as a synchronous put would (put_answered):
- * stored, it becomes REMOTE and its slot is released; refused (pool full,
- * quota), it is staged again at the old end as before; lost with its
- * connection (-ECONNRESET), it is staged again and the next batch sends it
- * (a failure to reconnect then falls back to put_many, whose bounded
- * retries end in the loud failure). Any other error is fatal. A page
- * refilled while its put is in flight goes back to the program dirty (it
- * is sent again at its next eviction, so no answer can leave a wrong copy
- * behind); the answer then only records that its key holds a copy.
- */
-static int put_answered(struct sdrsa_engine *e, uint64_t tag, int res, size_t *refused,
-			int *refusal, size_t *stored)
-{
-	struct put_ent *pe = &e->puts[tag % PUTS_MAX];
-	if (!pe->live || pe->tag != tag)
-		return 0; /* given up on (puts_reap) or never registered: ignore */
-	pe->live = 0;
-	e->put_n--;
-	struct pent *p = pt_get(e, pe->addr);
-	if (pe->refilled) {
-		if (res == 0 && p && p->key == pe->key && !(p->flags & PF_BORROWED))
-			p->flags |= PF_STORED; /* a stale copy (the page is DIRTY) */
-		return 0;
-	}
-	assert(p && p->state == PS_STAGED && (p->flags & PF_PUTTING) && p->key == pe->key);
-	p->flags &= (uint8_t)~PF_PUTTING;
-	e->nputting--;
-	if (res == -ENOSPC || res == -EDQUOT || res == -ECONNRESET) {
-		/* Staged again, at the old end: the next batch takes it. */
-		policy_unevict(e->pol, p->pslot);
-		e->nstaged++;
-		if (res == -ECONNRESET) {
-			/* Sent again by the next batch, synchronously: its
-			 * bounded retries decide whether the server is gone. */
-			e->put_resent++;
-			e->put_fallback = 1;
-		} else {
-			(*refused)++;
-			*refusal = res;
-		}
-		return 0;
-	}
-	if (res < 0) {
-		engine_fatal(e, "cannot store a page on memory server %s: %s%s%s",
-			     e->server ? e->server : "(test store)", strerror(-res),
-			     e->store->why ? ": " : "", e->store->why ? e->store->why : "");
-		return -EIO;
-	}
-	(*stored)++;
-	policy_remove(e->pol, p->pslot);
-	stg_release_later(e, p->sslot);
-	if (p->flags & PF_AHEAD)
-		e->st.prefetch_unused++;
-	p->flags = PF_STORED;
-	e->ndirty--;
-	e->st.pages_out++;
-	p->state = PS_REMOTE;
-	p->evstamp = ++e->evict_clock;
-	e->nremote++;
-	return 0;
-}
-
-/* Collect the answers that are there; with wait, at least one when puts
- * are in flight. Returns 0, or -EIO after a fatal error. */
-static int puts_reap(struct sdrsa_engine *e, int wait)
-{
-	uint64_t tags[BATCH_MAX];
-	int res[BATCH_MAX];
-	size_t refused = 0, stored = 0;
-	int refusal = 0, got;
-	if (!e->put_n)
-		return 0;
-	do {
-		got = e->store->ops->put_reap(e->store, tags, res, BATCH_MAX, wait);
-		if (got < 0 || (wait && got == 0)) {
-			/* No answer to wait for (the store gave up on its
-			 * connection): every put in flight is sent again. */
-			for (uint32_t i = 0; i < PUTS_MAX && e->put_n; i++)
-				if (e->puts[i].live &&
-				    put_answered(e, e->puts[i].tag, -ECONNRESET, &refused, &refusal,
-						 &stored) < 0)
-					return -EIO;
-			break;
-		}
-		for (int i = 0; i < got; i++)
-			if (put_answered(e, tags[i], res[i], &refused, &refusal, &stored) < 0)
-				return -EIO;
-		wait = 0;
-	} while (got == (int)BATCH_MAX && e->put_n);
-	stg_advance(e);
-	if (refused)
-		store_refused(e, refused, refusal);
-	else if (stored && e->full_since)
-		store_accepts(e);
-	return 0;
-}
-
-/* Wait for every answer (before an event, a fork, exit, going idle). */
-static int puts_drain(struct sdrsa_engine *e)
-{
-	while (e->put_n && !e->dead)
-		if (puts_reap(e, 1) < 0)
-			return -EIO;
-	return e->dead ? -EIO : 0;
-}
-
-/* Send the batch's dirty pages without waiting for the answers. Returns 0
- * (the pages are in flight), -EIO (fatal), or another error: nothing was
- * taken, the caller sends them synchronously. */
-static int puts_submit(struct sdrsa_engine *e, const uint64_t *keys, const void *const *pages,
-		       struct pent *const *ps, const uint64_t *addrs, const size_t *put_of,
-		       size_t k, size_t nput)
-{
-	uint64_t tags[BATCH_MAX];
-	/* The ring entries of the new tags must be free (answers come in
-	 * order, so this waits only when PUTS_MAX pages are in flight). */
-	for (;;) {
-		size_t busy = 0;
-		for (size_t j = 0; j < nput && !busy; j++)
-			busy = e->puts[(e->put_tag + j) % PUTS_MAX].live;
-		if (!busy)
-			break;
-		if (puts_reap(e, 1) < 0)
-			return -EIO;
-	}
-	for (size_t j = 0; j < nput; j++)
-		tags[j] = e->put_tag + j;
-	e->put_tag += nput; /* consumed even on failure: late answers are ignored */
-	int r = e->store->ops->put_submit(e->store, keys, pages, tags, nput);
-	if (r < 0)
-		return r == -EIO ? -ECONNRESET : r;
-	for (size_t i = 0; i < k; i++) {
-		if (put_of[i] == SIZE_MAX)
-			continue;
-		struct pent *p = ps[i];
-		struct put_ent *pe = &e->puts[tags[put_of[i]] % PUTS_MAX];
-		*pe = (struct put_ent){.tag = tags[put_of[i]], .addr = addrs[i], .key = p->key,
-				       .live = 1};
-		p->flags |= PF_PUTTING;
-		e->nstaged--;
-		e->nputting++;
-	}
-	e->put_n += (uint32_t)nput;
-	return 0;
-}
-
 /* Send up to n of the oldest staged pages away: dirty ones are stored,
  * clean ones dropped. Returns the number evicted, or -EIO after a fatal
  * store error. */
@@ -1081,8 +898,7 @@ static ssize_t evict_some(struct sdrsa_engine *e, size_t n)
 	size_t k = policy_pick_evict(e->pol, slots, addrs, n);
 	for (size_t i = 0; i < k; i++) {
 		struct pent *p = pt_get(e, addrs[i]);
-		assert(p && p->state == PS_STAGED && p->pslot == slots[i] &&
-		       !(p->flags & PF_PUTTING));
+		assert(p && p->state == PS_STAGED && p->pslot == slots[i]);
 		ps[i] = p;
 		put_of[i] = SIZE_MAX;
 		if (!(p->flags & PF_DIRTY))
@@ -1115,17 +931,8 @@ static ssize_t evict_some(struct sdrsa_engine *e, size_t n)
 	}
 	size_t refused = 0;
 	int refusal = 0;
-	int sent_async = 0;
-	if (nput && e->put_async && !e->put_fallback) {
-		int r = puts_submit(e, keys, pages, ps, addrs, put_of, k, nput);
-		if (r == -EIO)
-			return -EIO;
-		sent_async = r == 0; /* else sent below, waiting for the answers */
-	}
-	if (nput && !sent_async) {
+	if (nput) {
 		int r = e->store->ops->put_many(e->store, keys, pages, nput, res);
-		if (r == 0 || res_refused(r, nput))
-			e->put_fallback = 0; /* the server answers again */
 		for (size_t j = 0; r < 0 && j < nput; j++) {
 			if (res[j] == -ENOSPC || res[j] == -EDQUOT) {
 				refused++;
@@ -1141,8 +948,6 @@ static ssize_t evict_some(struct sdrsa_engine *e, size_t n)
 	}
 	for (size_t i = 0; i < k; i++) {
 		struct pent *p = ps[i];
-		if (sent_async && put_of[i] != SIZE_MAX)
-			continue; /* in flight: finished by its answer (put_answered) */
 		if (put_of[i] != SIZE_MAX && res_refused(res[put_of[i]], nput)) {
 			/* The server refused it (pool full, quota): the page
 			 * stays staged, its data safe here; eviction pauses. */
@@ -1177,7 +982,7 @@ static ssize_t evict_some(struct sdrsa_engine *e, size_t n)
 	stg_advance(e);
 	if (refused)
 		store_refused(e, refused, refusal);
-	else if (nput && !sent_async && e->full_since)
+	else if (nput && e->full_since)
 		store_accepts(e);
 	return (ssize_t)(k - refused);
 }
@@ -1188,21 +993,13 @@ static ssize_t evict_some(struct sdrsa_engine *e, size_t n)
  * can be moved (all pages pinned), the budget is exceeded for now. */
 static int make_room(struct sdrsa_engine *e, size_t need)
 {
-	int stuck = 0, sent = 0;
+	int stuck = 0;
 	if (e->exiting || e->forked_child)
 		return 0; /* exiting, or a fork child: nothing is sent any more */
-	/* The answers to puts in flight, when the budget needs their room. */
-	while (e->put_n && local_pages(e) + need > e->budget)
-		if (puts_reap(e, 1) < 0)
-			return -EIO;
 	if (e->full_since && local_pages(e) + need > e->budget &&
 	    sdrsa_now_ms() < e->full_retry_at)
 		return 0; /* the server refuses pages: over budget until the retry */
-	/* With asynchronous puts, a batch goes out while the pages not in
-	 * flight exceed the budget less a batch: its answers come while the
-	 * program runs, and its room is there when the budget needs it. */
-	uint64_t ahead = e->put_async ? e->batch : 0;
-	while (local_pages(e) - e->nputting + need + ahead > e->budget) {
+	while (local_pages(e) + need > e->budget) {
 		/* Top the staging area up to its target first: pages wait
 		 * there for a second chance before they leave. */
 		while (e->nstaged < e->stage_target && e->nresident > 0) {
@@ -1212,16 +1009,8 @@ static int make_room(struct sdrsa_engine *e, size_t need)
 				break;
 			}
 		}
-		if (local_pages(e) - e->nputting + need + ahead <= e->budget)
+		if (local_pages(e) + need <= e->budget)
 			break;
-		if (e->nstaged == 0 && local_pages(e) + need <= e->budget)
-			break; /* nothing staged to send ahead, and within the budget */
-		if (e->nstaged == 0 && e->put_n) {
-			/* Refilled slots may sit behind pages in flight. */
-			if (puts_reap(e, 1) < 0)
-				return -EIO;
-			continue;
-		}
 		if (e->nstaged == 0 && e->nrefilled) {
 			stg_advance(e); /* nothing staged holds the tail: drops them all */
 			continue;
@@ -1235,29 +1024,12 @@ static int make_room(struct sdrsa_engine *e, size_t need)
 			}
 			continue;
 		}
-		/* Asynchronous puts go out a quarter batch at a time: the
-		 * server then takes each in about 10 us, and a fault's get
-		 * arriving meanwhile waits for that at most (a 64-page batch
-		 * made the gets of enginebench's zipf phase 0.5-1.2 us slower
-		 * on average, about what the answers not waited for saved). */
-		ssize_t r = evict_some(e, e->put_async && !e->put_fallback
-						  ? MAX(e->batch / 4, 1u)
-						  : e->batch);
+		ssize_t r = evict_some(e, e->batch);
 		if (r < 0)
 			return -EIO;
-		sent = 1;
 		if (e->full_since && sdrsa_now_ms() < e->full_retry_at)
 			return 0; /* refused: over budget until the retry */
 	}
-	/* Top the staging area up now, while the server takes the batch
-	 * (not at the next fault, whose fetch would queue behind it). */
-	if (sent && e->put_n)
-		while (e->nstaged < e->stage_target && e->nresident > 0)
-			if (stage_some(e, MIN(e->stage_target - e->nstaged, (size_t)BATCH_MAX)) == 0)
-				break;
-	while (e->put_n && local_pages(e) + need > e->budget)
-		if (puts_reap(e, 1) < 0)
-			return -EIO;
 	return 0;
 }
 
@@ -1403,22 +1175,6 @@ static int fault_zero(struct sdrsa_engine *e, struct pent *p, uint64_t addr, int
 	return 0;
 }
 
-/* A page whose put is in flight was refilled: it stays DIRTY (installed
- * writable, sent again at its next eviction) and its answer will only
- * record the key (put_answered). Rare (pages of the last batch or two), so
- * its entry is found by a scan. */
-static void put_refilled(struct sdrsa_engine *e, struct pent *p, uint64_t addr)
-{
-	for (uint32_t i = 0; i < PUTS_MAX; i++)
-		if (e->puts[i].live && !e->puts[i].refilled && e->puts[i].addr == addr) {
-			e->puts[i].refilled = 1;
-			break;
-		}
-	p->flags &= (uint8_t)~PF_PUTTING;
-	e->nputting--;
-	e->put_refills++;
-}
-
 static int fault_refill(struct sdrsa_engine *e, struct pent *p, uint64_t addr, int write)
 {
 	uint32_t s = p->sslot;
@@ -1453,10 +1209,7 @@ static int fault_refill(struct sdrsa_engine *e, struct pent *p, uint64_t addr, i
 		e->ndirty++;
 	}
 	p->state = PS_RESIDENT;
-	if (p->flags & PF_PUTTING)
-		put_refilled(e, p, addr);
-	else
-		e->nstaged--;
+	e->nstaged--;
 	e->nresident++;
 	policy_on_refill(e->pol, p->pslot);
 	e->st.faults_refill++;
@@ -1953,10 +1706,6 @@ static void handle_events(struct sdrsa_engine *e, size_t from, size_t to)
 {
 	for (size_t i = from; i < to; i++)
 		if (e->q[i].event && e->q[i].event != UFFD_EVENT_PAGEFAULT) {
-			/* Answers first: an entry in flight names its page by
-			 * an address that the event may unmap or move. */
-			if (e->put_n && puts_drain(e) < 0)
-				return;
 			handle_event(e, &e->q[i]);
 			e->q[i].event = 0;
 		}
@@ -2078,14 +1827,6 @@ static void handler_loop(struct sdrsa_engine *e)
 		if (spin_ns && !e->dead && sdrsa_now_ns() - last < spin_ns) {
 			sched_yield();
 			continue;
-		}
-		/* Going idle: collect the answers to puts in flight, so that
-		 * their pages leave now and not at the next fault. */
-		if (e->put_n) {
-			pthread_mutex_lock(&e->lock);
-			if (!e->dead)
-				(void)puts_drain(e);
-			pthread_mutex_unlock(&e->lock);
 		}
 		/* Over budget because the server refused pages: wake up for
 		 * the retry even if the program does not fault. */
@@ -2235,9 +1976,7 @@ void sdrsa_engine_free(struct sdrsa_engine *e)
 		free(r);
 		r = next;
 	}
-	/* Answers first: a put still in flight could store a page after
-	 * the namespace was freed. */
-	if (e->store && !e->forked_child && !e->dead && puts_drain(e) == 0)
+	if (e->store && !e->forked_child && !e->dead)
 		(void)e->store->ops->free_all(e->store, NULL);
 	if (!e->forked_child)
 		store_free(e->store);
@@ -2257,7 +1996,6 @@ void sdrsa_engine_free(struct sdrsa_engine *e)
 		munmap(e->stg, (size_t)e->stg_cap * PAGE);
 	free(e->stg_state);
 	free(e->spare);
-	free(e->puts);
 	close_own_fds(e);
 	for (size_t i = 0; i < e->nkids; i++)
 		if (e->kids[i].fd >= 0)
@@ -2342,10 +2080,8 @@ int engine_new_with_store(const struct sdrsa_engine_config *cfg, struct store *s
 	target = MAX(target, (uint64_t)e->batch);
 	e->stage_target = (uint32_t)target;
 	/* Twice the target: slots freed out of order (refills) leave holes
-	 * until the tail passes them; and the slots of pages whose put is in
-	 * flight (they hold the tail). Address space only. */
-	e->put_async = store->ops->put_submit && store->ops->put_reap;
-	e->stg_cap = 2 * e->stage_target + (e->put_async ? PUTS_MAX : 0);
+	 * until the tail passes them. Address space only. */
+	e->stg_cap = 2 * e->stage_target;
 	/* Spares for two full fetches, within the ring's free half. */
 	e->spare_max = (uint32_t)MIN(2ull * (1 + PREFETCH_MAX), (uint64_t)e->stage_target);
 	e->next_key = 1;
@@ -2358,7 +2094,6 @@ int engine_new_with_store(const struct sdrsa_engine_config *cfg, struct store *s
 	e->fkeys = calloc(SDRSA_MAX_BATCH, sizeof(*e->fkeys));
 	e->stg_state = calloc(e->stg_cap, sizeof(*e->stg_state));
 	e->spare = calloc(e->stg_cap, sizeof(*e->spare));
-	e->puts = calloc(PUTS_MAX, sizeof(*e->puts));
 	e->zero = aligned_alloc(PAGE, PAGE);
 	e->fbuf = aligned_alloc(PAGE, (1 + PREFETCH_MAX) * PAGE);
 	e->fetch = calloc(1, sizeof(*e->fetch));
@@ -2371,8 +2106,7 @@ int engine_new_with_store(const struct sdrsa_engine_config *cfg, struct store *s
 										      : PREFETCH_STRIDE;
 	if (r == 0)
 		r = prefetch_new(pk, PREFETCH_MAX, &e->pf);
-	if (!e->ht || !e->q || !e->fkeys || !e->stg_state || !e->spare || !e->puts || !e->zero ||
-	    !e->fbuf ||
+	if (!e->ht || !e->q || !e->fkeys || !e->stg_state || !e->spare || !e->zero || !e->fbuf ||
 	    !e->fetch || r < 0) {
 		r = -ENOMEM;
 		goto out_free;
@@ -2640,7 +2374,7 @@ static void stats_locked(struct sdrsa_engine *e, struct sdrsa_engine_stats *out)
 	*out = e->st;
 	out->managed_bytes = e->managed_bytes;
 	out->resident = e->nresident;
-	out->staged = e->nstaged + e->nputting;
+	out->staged = e->nstaged;
 	out->remote = e->nremote;
 	out->dirty = e->ndirty;
 	out->bytes_sent = e->store->bytes_sent;
@@ -2841,9 +2575,7 @@ static void kids_check(struct sdrsa_engine *e)
 static void engine_atfork_prepare(struct sdrsa_engine *e)
 {
 	pthread_mutex_lock(&e->lock);
-	/* No put in flight across the fork: the child must see every page
-	 * either staged (copied back) or stored. */
-	if (e->dead || puts_drain(e) < 0)
+	if (e->dead)
 		return;
 	for (size_t i = 0; i < e->ht_size; i++)
 		for (struct chunk *c = e->ht[i]; c; c = c->next)
@@ -3083,11 +2815,6 @@ uint64_t engine_release_at_exit(struct sdrsa_engine *e)
 		pthread_mutex_unlock(&e->lock);
 		return 0;
 	}
-	/* Answers first: a put in flight could store a key after its free. */
-	if (puts_drain(e) < 0) {
-		pthread_mutex_unlock(&e->lock);
-		return 0;
-	}
 	e->exiting = 1;
 	e->exit_tid = (uint32_t)syscall(SYS_gettid);
 	for (size_t i = 0; i < e->ht_size; i++) {
@@ -3157,15 +2884,5 @@ void engine_movein_counts(struct sdrsa_engine *e, uint64_t *moved, uint64_t *rac
 	pthread_mutex_lock(&e->lock);
 	*moved = e->movein_pages;
 	*raced = e->movein_raced;
-	pthread_mutex_unlock(&e->lock);
-}
-
-void engine_put_counts(struct sdrsa_engine *e, uint64_t *in_flight, uint64_t *refilled,
-		       uint64_t *resent)
-{
-	pthread_mutex_lock(&e->lock);
-	*in_flight = e->put_n;
-	*refilled = e->put_refills;
-	*resent = e->put_resent;
 	pthread_mutex_unlock(&e->lock);
 }

@@ -58,11 +58,5 @@ int engine_uffd(const struct sdrsa_engine *e);
  * those, found written before their write protection (*raced: see
  * install_moved in engine.c). For tests. */
 void engine_movein_counts(struct sdrsa_engine *e, uint64_t *moved, uint64_t *raced);
-/* Asynchronous eviction puts (puts_submit in engine.c): pages sent and not
- * answered now (*in_flight), refills of pages whose put was in flight
- * (*refilled), pages sent again after their put's connection failed
- * (*resent). For tests. */
-void engine_put_counts(struct sdrsa_engine *e, uint64_t *in_flight, uint64_t *refilled,
-		       uint64_t *resent);
 
 #endif

@@ -43,21 +43,6 @@ struct store_ops {
 	 * first failure. Connection errors are retried inside the store. */
 	int (*put_many)(struct store *s, const uint64_t *keys, const void *const *pages, size_t n,
 			int *results);
-	/* Optional (NULL: put_many only). Asynchronous puts, so that the
-	 * engine's thread does not wait for the server's answers: put_submit
-	 * sends n pages tagged tags[i] and returns once they are sent (the
-	 * page buffers are free again then) or with an error (then none of
-	 * them counts as in flight: the caller stores them with put_many, and
-	 * ignores answers to these tags that may still come; tags are never
-	 * reused).
-	 * put_reap returns up to max answers (tags[i], results[i]), waiting
-	 * for at least one when `wait` and any are in flight; results as
-	 * put_many's, except that a connection error is -ECONNRESET (the page
-	 * was maybe not stored: send it again). Returns the count or -errno.
-	 * Every submitted page is answered exactly once. */
-	int (*put_submit)(struct store *s, const uint64_t *keys, const void *const *pages,
-			  const uint64_t *tags, size_t n);
-	int (*put_reap)(struct store *s, uint64_t *tags, int *results, size_t max, int wait);
 	/* Forget n keys; unknown keys are not an error. */
 	int (*free_keys)(struct store *s, const uint64_t *keys, size_t n);
 	/* Forget every key of this store; *freed (may be NULL) gets the count. */
@@ -103,13 +88,6 @@ size_t store_mem_count(const struct store *s);
 /* Hold at most `pages` pages (0: no limit): puts of new keys beyond it are
  * refused with -ENOSPC, as a full memory server does. */
 void store_mem_set_capacity(struct store *s, size_t pages);
-/* Puts submitted with put_submit are applied and answered when reaped. With
- * hold set, a reap that does not wait answers nothing and one that waits
- * answers every put in flight with -ECONNRESET, not applied (a connection
- * that stopped answering, given up after its timeout). The count: puts
- * answered so far. */
-void store_mem_hold_puts(struct store *s, int hold);
-uint64_t store_mem_puts_answered(const struct store *s);
 
 struct sdrsa_client_config;
 /* Connect to a memory server. retry_ms bounds the time spent reconnecting

@@ -26,15 +26,6 @@ struct store_mem {
 	uint64_t ops;        /* operations done */
 	uint64_t fail_after; /* 0: never */
 	size_t capacity;     /* 0: no limit */
-	/* Asynchronous puts: copied at submit, applied and answered at reap
-	 * (as late as a server could take them). */
-	struct mem_put {
-		uint64_t key, tag;
-		unsigned char data[PAGE];
-	} *pending;
-	size_t npending, pending_cap;
-	int hold;             /* a reap that does not wait answers nothing */
-	uint64_t put_answers; /* answers given by put_reap */
 };
 
 static size_t bucket_of(const struct store_mem *m, uint64_t key)
@@ -90,26 +81,6 @@ static int mem_get_stream(struct store *s, const uint64_t *keys, void *const *pa
 	return 0;
 }
 
-/* 0, -ENOSPC (at capacity) or -ENOMEM. */
-static int store_one(struct store_mem *m, uint64_t key, const void *page)
-{
-	struct mem_ent **pp = find(m, key);
-	if (!*pp && m->capacity && m->count >= m->capacity)
-		return -ENOSPC;
-	if (!*pp) {
-		struct mem_ent *e = malloc(sizeof(*e));
-		if (!e)
-			return -ENOMEM;
-		e->key = key;
-		e->next = NULL;
-		*pp = e;
-		m->count++;
-	}
-	memcpy((*pp)->data, page, PAGE);
-	m->base.bytes_sent += PAGE;
-	return 0;
-}
-
 static int mem_put_many(struct store *s, const uint64_t *keys, const void *const *pages, size_t n,
 			int *results)
 {
@@ -118,62 +89,29 @@ static int mem_put_many(struct store *s, const uint64_t *keys, const void *const
 	if (r < 0)
 		return r;
 	for (size_t i = 0; i < n; i++) {
-		r = store_one(m, keys[i], pages[i]);
-		if (r == -ENOMEM)
-			return r;
+		struct mem_ent **pp = find(m, keys[i]);
 		if (results)
-			results[i] = r;
-		if (r < 0 && !first)
-			first = r;
+			results[i] = 0;
+		if (!*pp && m->capacity && m->count >= m->capacity) {
+			if (results)
+				results[i] = -ENOSPC;
+			if (!first)
+				first = -ENOSPC;
+			continue;
+		}
+		if (!*pp) {
+			struct mem_ent *e = malloc(sizeof(*e));
+			if (!e)
+				return -ENOMEM;
+			e->key = keys[i];
+			e->next = NULL;
+			*pp = e;
+			m->count++;
+		}
+		memcpy((*pp)->data, pages[i], PAGE);
+		s->bytes_sent += PAGE;
 	}
 	return first;
-}
-
-static int mem_put_submit(struct store *s, const uint64_t *keys, const void *const *pages,
-			  const uint64_t *tags, size_t n)
-{
-	struct store_mem *m = (struct store_mem *)s;
-	int r = fail_now(m);
-	if (r < 0)
-		return r;
-	if (m->npending + n > m->pending_cap) {
-		size_t ncap = (m->npending + n) * 2;
-		struct mem_put *np = realloc(m->pending, ncap * sizeof(*np));
-		if (!np)
-			return -ENOMEM;
-		m->pending = np;
-		m->pending_cap = ncap;
-	}
-	for (size_t i = 0; i < n; i++) {
-		struct mem_put *q = &m->pending[m->npending++];
-		q->key = keys[i];
-		q->tag = tags[i];
-		memcpy(q->data, pages[i], PAGE);
-	}
-	return 0;
-}
-
-static int mem_put_reap(struct store *s, uint64_t *tags, int *results, size_t max, int wait)
-{
-	struct store_mem *m = (struct store_mem *)s;
-	if ((m->hold && !wait) || !m->npending)
-		return 0;
-	size_t k = m->npending < max ? m->npending : max;
-	/* A dead store answers what was in flight with connection errors, and
-	 * so does a held one when the engine waits (a connection that stopped
-	 * answering and was given up after its timeout). */
-	int dead = (m->fail_after && m->ops >= m->fail_after) || m->hold;
-	for (size_t i = 0; i < k; i++) {
-		struct mem_put *q = &m->pending[i];
-		tags[i] = q->tag;
-		results[i] = dead ? -ECONNRESET : store_one(m, q->key, q->data);
-		if (results[i] == -ENOMEM)
-			return -ENOMEM;
-	}
-	memmove(m->pending, m->pending + k, (m->npending - k) * sizeof(*m->pending));
-	m->npending -= k;
-	m->put_answers += k;
-	return (int)k;
 }
 
 static int mem_free_keys(struct store *s, const uint64_t *keys, size_t n)
@@ -220,7 +158,6 @@ static void mem_destroy(struct store *s)
 	struct store_mem *m = (struct store_mem *)s;
 	m->fail_after = 0;
 	mem_free_all(s, NULL);
-	free(m->pending);
 	free(m->buckets);
 	free(m);
 }
@@ -234,8 +171,6 @@ static const struct store_ops mem_ops = {
 	.get_many = mem_get_many,
 	.get_stream = mem_get_stream,
 	.put_many = mem_put_many,
-	.put_submit = mem_put_submit,
-	.put_reap = mem_put_reap,
 	.free_keys = mem_free_keys,
 	.free_all = mem_free_all,
 	.destroy = mem_destroy,
@@ -272,14 +207,4 @@ void store_mem_set_capacity(struct store *s, size_t pages)
 size_t store_mem_count(const struct store *s)
 {
 	return ((const struct store_mem *)s)->count;
-}
-
-void store_mem_hold_puts(struct store *s, int hold)
-{
-	((struct store_mem *)s)->hold = hold;
-}
-
-uint64_t store_mem_puts_answered(const struct store *s)
-{
-	return ((const struct store_mem *)s)->put_answers;
 }

@@ -23,11 +23,6 @@
 struct store_sdrsa {
 	struct store base;
 	struct sdrsa_client *c; /* NULL: connect on first use (fork child) */
-	/* Asynchronous puts (put_submit): a connection of their own, opened
-	 * on first use, so that a fault's GET is never queued behind a batch
-	 * of puts in our receive path, and their answers never mix with a
-	 * streamed get's. NULL: not open. */
-	struct sdrsa_client *pc;
 	struct sdrsa_client_config cfg; /* for that connect: strings and key owned */
 	char *address, *name;
 	uint8_t key[SDRSA_KEY_SIZE];
@@ -366,55 +361,6 @@ static int sd_put_many(struct store *st, const uint64_t *keys, const void *const
 	return first;
 }
 
-/*
- * Asynchronous puts on the put connection. A failed submit or a broken
- * connection is not retried here: the answers say -ECONNRESET and the
- * engine sends those pages again (put_submit reconnects first; when that
- * fails, the engine falls back to put_many, whose retries are bounded by
- * retry_ms and end in the engine's loud failure).
- */
-static int sd_put_submit(struct store *st, const uint64_t *keys, const void *const *pages,
-			 const uint64_t *tags, size_t n)
-{
-	struct store_sdrsa *s = (struct store_sdrsa *)st;
-	int r = 0;
-	if (!s->pc)
-		r = sdrsa_client_connect(&s->cfg, &s->pc);
-	else if (sdrsa_client_fd(s->pc) < 0)
-		r = sdrsa_client_reconnect(s->pc);
-	if (r < 0)
-		return r;
-	for (size_t i = 0; i < n && r == 0; i++)
-		r = sdrsa_submit_put(s->pc, keys[i], pages[i], tags[i]);
-	if (r == 0)
-		r = sdrsa_flush(s->pc);
-	if (r < 0)
-		return r; /* what was submitted completes with errors: ignored by tag */
-	st->bytes_sent += n * SDRSA_PAGE_SIZE;
-	return 0;
-}
-
-static int sd_put_reap(struct store *st, uint64_t *tags, int *results, size_t max, int wait)
-{
-	struct store_sdrsa *s = (struct store_sdrsa *)st;
-	struct sdrsa_completion comp[64];
-	if (!s->pc || !sdrsa_inflight(s->pc))
-		return 0;
-	int got = sdrsa_reap(s->pc, comp, MIN(max, (size_t)64), wait ? 1 : 0, wait ? -1 : 0);
-	if (got == -ENOTCONN)
-		return 0; /* everything it had was answered already */
-	if (got < 0)
-		return got;
-	for (int i = 0; i < got; i++) {
-		tags[i] = comp[i].tag;
-		int r = comp[i].result;
-		results[i] = r < 0 && is_conn_error(r) ? -ECONNRESET : r;
-		if (r < 0)
-			st->bytes_sent -= SDRSA_PAGE_SIZE; /* counted at submit */
-	}
-	return got;
-}
-
 static int sd_free_keys(struct store *st, const uint64_t *keys, size_t n)
 {
 	struct page_args a = {.keys = keys, .n = n};
@@ -448,7 +394,6 @@ static void sd_destroy(struct store *st)
 {
 	struct store_sdrsa *s = (struct store_sdrsa *)st;
 	sdrsa_client_free(s->c);
-	sdrsa_client_free(s->pc);
 	free(s->address);
 	free(s->name);
 	free(s);
@@ -460,16 +405,12 @@ static void sd_fork_child(struct store *st)
 	/* Closes only this process's copy of the socket; nothing is sent. */
 	sdrsa_client_free(s->c);
 	s->c = NULL;
-	sdrsa_client_free(s->pc);
-	s->pc = NULL;
 }
 
 static const struct store_ops sd_ops = {
 	.get_many = sd_get_many,
 	.get_stream = sd_get_stream,
 	.put_many = sd_put_many,
-	.put_submit = sd_put_submit,
-	.put_reap = sd_put_reap,
 	.free_keys = sd_free_keys,
 	.free_all = sd_free_all,
 	.destroy = sd_destroy,
