@@ -612,8 +612,7 @@ static void rx_finish(struct sdrsa_client *c)
 		if (r == 0) {
 			if (op->zero) {
 				get_zero_page(op);
-			} else if (op->rdata &&
-				   sdrsa_page_csum(op->page, op->addr) == op->rcsum) {
+			} else if (op->rdata && sdrsa_page_csum(op->page, op->addr) == op->rcsum) {
 				get_page_ok(op, NULL, op->rcsum);
 			} else {
 				client_log(c, SDRSA_LOG_WARN,

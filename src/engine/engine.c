@@ -1274,8 +1274,8 @@ static size_t install_moved(struct sdrsa_engine *e, struct fetch *f, size_t i, s
 	if (wp)
 		for (size_t j = 0; j < run; j++)
 			sums[j] = e->store->gives_csums
-					  ? f->csum[i + j]
-					  : sdrsa_page_csum(f->bufs[i + j], f->qp[i + j]->key);
+				      ? f->csum[i + j]
+				      : sdrsa_page_csum(f->bufs[i + j], f->qp[i + j]->key);
 	int64_t m = move_checked(e, e->uffd, f->qaddr[i], (uint64_t)(uintptr_t)f->bufs[i], run, 1);
 	size_t ok = m > 0 ? (size_t)m / PAGE : 0;
 	for (size_t j = 0; j < ok; j++)

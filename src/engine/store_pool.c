@@ -721,8 +721,8 @@ static int fetch(struct store_pool *p, const uint64_t *keys, void *const *pages,
 				continue;
 			struct fetch_ctx f1 = {.map = &map[j], .done = done, .arrived = arrived,
 					       .ctx = ctx};
-			int r1 = s->st->ops->get_stream(s->st, &k[j], &pg[j], 1, sub_arrived, &f1,
-							  NULL);
+			int r1 =
+			    s->st->ops->get_stream(s->st, &k[j], &pg[j], 1, sub_arrived, &f1, NULL);
 			f.ndone += f1.ndone;
 			if (r1 == 0)
 				continue;

@@ -218,7 +218,8 @@ static int sd_get_stream(struct store *st, const uint64_t *keys, void *const *pa
 				inflight++;
 			if (state[i] != WANT)
 				continue;
-			conn = submit_get(s, keys[i], pages[i], (gen << 32) | i, csums ? &csums[i] : NULL);
+			conn = submit_get(s, keys[i], pages[i], (gen << 32) | i,
+					  csums ? &csums[i] : NULL);
 			if (conn < 0)
 				break;
 			state[i] = SENT;

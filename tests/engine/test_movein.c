@@ -124,8 +124,8 @@ int main(int argc, char **argv)
 		CHECK_EQ(found, HOLES);
 		CHECK_EQ(nmarked, 0);
 	} else {
-		CHECK(nmarked > 10);     /* the window write happened */
-		CHECK(kept >= nmarked);  /* and came back after eviction */
+		CHECK(nmarked > 10);	 /* the window write happened */
+		CHECK(kept >= nmarked);	 /* and came back after eviction */
 		CHECK(raced >= nmarked); /* each found dirty when it left */
 		/* Every other page moved in verified as clean: the checksum kept
 		 * is the data's (at most one racing write per marked page). */

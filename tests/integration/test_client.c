@@ -261,8 +261,8 @@ static int t_get_csum(void)
 	memset(dst, 0xee, (size_t)N * PAGE);
 	for (int i = 0; i < N; i++) {
 		sum[i] = 0x5eed;
-		CHECK(sdrsa_submit_get_csum(c, a[i], dst + (size_t)i * PAGE, (uint64_t)i, &sum[i]) ==
-		      0);
+		CHECK(sdrsa_submit_get_csum(c, a[i], dst + (size_t)i * PAGE, (uint64_t)i,
+					    &sum[i]) == 0);
 	}
 	CHECK_OK(reap_all(c, done, N));
 	for (int i = 0; i < N; i++) {
