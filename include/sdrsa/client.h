@@ -122,6 +122,12 @@ int sdrsa_stats(struct sdrsa_client *c, struct sdrsa_stats *out);
  * outstanding. */
 #define SDRSA_CLIENT_MAX_INFLIGHT 4096
 int sdrsa_submit_get(struct sdrsa_client *c, uint64_t addr, void *page, uint64_t tag);
+/* As sdrsa_submit_get; when the get completes with 0, *csum (which must
+ * stay valid until then) holds the page's end-to-end checksum,
+ * sdrsa_page_csum(page, addr), which the library has verified: a caller
+ * that keeps a checksum of the page need not hash it again. */
+int sdrsa_submit_get_csum(struct sdrsa_client *c, uint64_t addr, void *page, uint64_t tag,
+			  uint64_t *csum);
 int sdrsa_submit_put(struct sdrsa_client *c, uint64_t addr, const void *page, uint64_t tag);
 int sdrsa_submit_free(struct sdrsa_client *c, uint64_t addr, uint64_t tag);
 /* Send everything queued. */

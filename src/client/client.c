@@ -875,6 +875,21 @@ int sdrsa_submit_get(struct sdrsa_client *c, uint64_t addr, void *page, uint64_t
 	return submit(c, SDRSA_OP_GET, addr, page, tag);
 }
 
+int sdrsa_submit_get_csum(struct sdrsa_client *c, uint64_t addr, void *page, uint64_t tag,
+			  uint64_t *csum)
+{
+	if (!c || !page || !csum || addr % SDRSA_PAGE_SIZE)
+		return -EINVAL;
+	if (c->fd < 0)
+		return -ENOTCONN;
+	if (c->user_ops >= SDRSA_CLIENT_MAX_INFLIGHT)
+		return -EBUSY;
+	if (client_queue_op(c, SDRSA_OP_GET, addr, page, tag, NULL) < 0)
+		return -EBUSY;
+	c->ops[c->ops[c->unsent[c->nunsent - 1]].last].csum_out = csum;
+	return 0;
+}
+
 int sdrsa_submit_put(struct sdrsa_client *c, uint64_t addr, const void *page, uint64_t tag)
 {
 	if (!c || !page || addr % SDRSA_PAGE_SIZE)

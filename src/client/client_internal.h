@@ -93,6 +93,7 @@ struct client_op {
 	uint8_t rdata;              /* GET in direct receive: the reply carries data */
 	int result;                 /* 0 or -errno once DONE; direct receive: so far */
 	uint64_t rcsum;             /* GET in direct receive: the reply's page checksum */
+	uint64_t *csum_out;         /* GET (sdrsa_submit_get_csum): gets the verified checksum */
 };
 
 /* The GET reply whose page data is being received into its destinations. */
@@ -160,7 +161,8 @@ void client_queue_destroy(struct sdrsa_client *c);
 void client_queue_fail_all(struct sdrsa_client *c, int err);
 /* Queue one entry operation (kind GET, PUT or FREE) or a frame of its own
  * (PING, STATS, FREE_ALL: page is the output). Returns 0 or -EAGAIN when no
- * slot is free. */
+ * slot is free; an entry operation's slot is then the last of the frame
+ * at c->unsent[c->nunsent - 1]. */
 int client_queue_op(struct sdrsa_client *c, uint8_t kind, uint64_t addr, void *page, uint64_t tag,
 		    struct client_batch *batch);
 /* SWAP: one frame of a put and a get, tags 0 and 1 of batch. */

@@ -105,6 +105,25 @@ static uint32_t alloc_slot(struct sdrsa_client *c)
 	return i;
 }
 
+/* A GET's page arrived and matched its checksum: copy it in (from the
+ * receive buffer; NULL: it was received in place) and hand the checksum
+ * over to a caller that asked for it (sdrsa_submit_get_csum). */
+static void get_page_ok(struct client_op *op, const uint8_t *data, uint64_t csum)
+{
+	if (data)
+		memcpy(op->page, data, SDRSA_PAGE_SIZE);
+	if (op->csum_out)
+		*op->csum_out = csum;
+}
+
+/* A GET's reply says zero page (sent without data nor checksum). */
+static void get_zero_page(struct client_op *op)
+{
+	memset(op->page, 0, SDRSA_PAGE_SIZE);
+	if (op->csum_out)
+		*op->csum_out = sdrsa_page_csum(op->page, op->addr);
+}
+
 /* Deliver a result: into the synchronous caller's batch (slot freed now) or
  * onto the completion FIFO for sdrsa_reap(). */
 static void complete(struct sdrsa_client *c, uint32_t i, int result)
@@ -374,9 +393,9 @@ static int handle_entries(struct sdrsa_client *c, uint32_t head, const struct sd
 		}
 		if (r == 0 && op->kind == SDRSA_OP_GET) {
 			if (e.flags & SDRSA_EF_ZERO)
-				memset(op->page, 0, SDRSA_PAGE_SIZE);
+				get_zero_page(op);
 			else if (page && sdrsa_page_csum(page, e.addr) == e.csum)
-				memcpy(op->page, page, SDRSA_PAGE_SIZE);
+				get_page_ok(op, page, e.csum);
 			else
 				r = -EBADMSG;
 			if (r < 0)
@@ -592,9 +611,10 @@ static void rx_finish(struct sdrsa_client *c)
 
 		if (r == 0) {
 			if (op->zero) {
-				memset(op->page, 0, SDRSA_PAGE_SIZE);
-			} else if (!op->rdata ||
-				   sdrsa_page_csum(op->page, op->addr) != op->rcsum) {
+				get_zero_page(op);
+			} else if (op->rdata && sdrsa_page_csum(op->page, op->addr) == op->rcsum) {
+				get_page_ok(op, NULL, op->rcsum);
+			} else {
 				client_log(c, SDRSA_LOG_WARN,
 					   "page 0x%llx failed its checksum; its buffer holds what "
 					   "came, not a valid page",

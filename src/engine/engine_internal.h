@@ -58,5 +58,7 @@ int engine_uffd(const struct sdrsa_engine *e);
  * those, found written before their write protection (*raced: see
  * install_moved in engine.c). For tests. */
 void engine_movein_counts(struct sdrsa_engine *e, uint64_t *moved, uint64_t *raced);
+/* Tests: spares that spares_check found without a page and did not use. */
+uint64_t engine_spare_holes(struct sdrsa_engine *e);
 
 #endif

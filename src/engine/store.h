@@ -33,9 +33,13 @@ struct store_ops {
 	/* As get_many, but pages are handed over as they arrive: arrived(ctx,
 	 * idx, k) is called with the indices of pages that came in (each
 	 * exactly once, in any order) while the rest are still on their way.
+	 * csums (may be NULL): a store with gives_csums set writes csums[i] =
+	 * sdrsa_page_csum(pages[i], keys[i]), the checksum it verified on
+	 * receipt, before page i is handed over; other stores leave it alone.
 	 * Returns 0 when all arrived, else the error (some may have arrived). */
 	int (*get_stream)(struct store *s, const uint64_t *keys, void *const *pages, size_t n,
-			  void (*arrived)(void *ctx, const size_t *idx, size_t k), void *ctx);
+			  void (*arrived)(void *ctx, const size_t *idx, size_t k), void *ctx,
+			  uint64_t *csums);
 	/* Store n pages (replacing earlier contents at the same keys).
 	 * results[i] (may be NULL) gets each page's outcome: 0, -ENOSPC (the
 	 * server's pool is full) or -EDQUOT (our quota is used up) are
@@ -66,6 +70,10 @@ struct store {
 	uint64_t bytes_recv; /* page bytes received by get_many */
 	uint64_t retries;    /* operations retried after a reconnect */
 	const char *why;     /* NULL or the detail of the last failure, for messages */
+	/* get_stream fills csums[] (a memory server's end-to-end checksums,
+	 * verified by libsdrsa): whoever keeps a page's checksum need not
+	 * hash it again. 0: the caller hashes (memory, memcached, pool). */
+	int gives_csums;
 	/* Pool facts (store_pool.c; a single server store says 1 and 1). */
 	uint32_t servers_total, servers_up;
 	uint64_t pages_under_replicated; /* keys with fewer copies than asked */

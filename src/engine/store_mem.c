@@ -66,8 +66,10 @@ static int mem_get_many(struct store *s, const uint64_t *keys, void *const *page
 }
 
 static int mem_get_stream(struct store *s, const uint64_t *keys, void *const *pages, size_t n,
-			  void (*arrived)(void *ctx, const size_t *idx, size_t k), void *ctx)
+			  void (*arrived)(void *ctx, const size_t *idx, size_t k), void *ctx,
+			  uint64_t *csums)
 {
+	(void)csums; /* gives none */
 	int r = mem_get_many(s, keys, pages, n);
 	if (r < 0)
 		return r;

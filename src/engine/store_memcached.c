@@ -481,8 +481,10 @@ static void sort_keys(struct store_mc *s, const uint64_t *keys, size_t n)
 }
 
 static int mc_get_stream(struct store *st, const uint64_t *keys, void *const *pages, size_t n,
-			 void (*arrived)(void *ctx, const size_t *idx, size_t k), void *ctx)
+			 void (*arrived)(void *ctx, const size_t *idx, size_t k), void *ctx,
+			 uint64_t *csums)
 {
+	(void)csums; /* gives none */
 	struct store_mc *s = (struct store_mc *)st;
 	int r = ensure_handle(s);
 	if (r < 0 || (r = grow(s, n)) < 0)
@@ -545,7 +547,7 @@ static int mc_get_stream(struct store *st, const uint64_t *keys, void *const *pa
 
 static int mc_get_many(struct store *st, const uint64_t *keys, void *const *pages, size_t n)
 {
-	return mc_get_stream(st, keys, pages, n, NULL, NULL);
+	return mc_get_stream(st, keys, pages, n, NULL, NULL, NULL);
 }
 
 /* Keep "<ns>:proc:<slot>" covering the keys stored (see the top). Best

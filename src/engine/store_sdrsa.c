@@ -167,19 +167,30 @@ static int sd_get_many(struct store *st, const uint64_t *keys, void *const *page
  * it is answered, while the server works on the next ones. Tags carry the
  * page's index and a generation, bumped at each reconnect, so that a
  * completion of an abandoned connection is never taken for a new one.
+ * csums[i] (csums not NULL) gets the page's checksum that libsdrsa verified
+ * (sdrsa_submit_get_csum), so that the engine need not hash it again.
  */
 #define STREAM_MAX 512
+
+static int submit_get(struct store_sdrsa *s, uint64_t key, void *page, uint64_t tag, uint64_t *csum)
+{
+	return csum ? sdrsa_submit_get_csum(s->c, key, page, tag, csum)
+		    : sdrsa_submit_get(s->c, key, page, tag);
+}
 #define STREAM_FIRST 8
-#define STREAM_FRAME 32
+#define STREAM_FRAME 128
 
 static int sd_get_stream(struct store *st, const uint64_t *keys, void *const *pages, size_t n,
-			 void (*arrived)(void *ctx, const size_t *idx, size_t k), void *ctx)
+			 void (*arrived)(void *ctx, const size_t *idx, size_t k), void *ctx,
+			 uint64_t *csums)
 {
 	struct store_sdrsa *s = (struct store_sdrsa *)st;
 	if (n > STREAM_MAX) {
 		int r = sd_get_many(st, keys, pages, n);
 		if (r < 0)
 			return r;
+		for (size_t i = 0; csums && i < n; i++)
+			csums[i] = sdrsa_page_csum(pages[i], keys[i]);
 		for (size_t base = 0; base < n; base += STREAM_MAX) {
 			size_t idx[STREAM_MAX], k = MIN((size_t)STREAM_MAX, n - base);
 			for (size_t i = 0; i < k; i++)
@@ -207,7 +218,8 @@ static int sd_get_stream(struct store *st, const uint64_t *keys, void *const *pa
 				inflight++;
 			if (state[i] != WANT)
 				continue;
-			conn = sdrsa_submit_get(s->c, keys[i], pages[i], (gen << 32) | i);
+			conn = submit_get(s, keys[i], pages[i], (gen << 32) | i,
+					  csums ? &csums[i] : NULL);
 			if (conn < 0)
 				break;
 			state[i] = SENT;
@@ -268,8 +280,9 @@ static int sd_get_stream(struct store *st, const uint64_t *keys, void *const *pa
 				/* Checksum retries go out at once. */
 				for (size_t i = 0; i < n; i++)
 					if (state[i] == WANT) {
-						conn = sdrsa_submit_get(s->c, keys[i], pages[i],
-									(gen << 32) | i);
+						conn = submit_get(s, keys[i], pages[i],
+								  (gen << 32) | i,
+								  csums ? &csums[i] : NULL);
 						if (conn < 0)
 							break;
 						state[i] = SENT;
@@ -442,6 +455,7 @@ int store_sdrsa_new(const struct sdrsa_client_config *cfg, int retry_ms, struct 
 	}
 	s->base.ops = &sd_ops;
 	s->base.servers_total = s->base.servers_up = 1;
+	s->base.gives_csums = 1;
 	s->retry_ms = retry_ms > 0 ? retry_ms : 10000;
 	const char *tf = getenv("SDRSA_TEST_FAULT");
 	if (tf && !strncmp(tf, "badsum", 6) && strchr(tf, '@')) {
