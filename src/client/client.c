@@ -859,20 +859,26 @@ int sdrsa_stats(struct sdrsa_client *c, struct sdrsa_stats *out)
 
 /* ---- pipelined interface ------------------------------------------------- */
 
-static int submit(struct sdrsa_client *c, uint8_t kind, uint64_t addr, void *page, uint64_t tag)
+/* csum_out (GET only, may be NULL): where the verified checksum goes. */
+static int submit(struct sdrsa_client *c, uint8_t kind, uint64_t addr, void *page, uint64_t tag,
+		  uint64_t *csum_out)
 {
 	if (c->fd < 0)
 		return -ENOTCONN;
 	if (c->user_ops >= SDRSA_CLIENT_MAX_INFLIGHT)
 		return -EBUSY;
-	return client_queue_op(c, kind, addr, page, tag, NULL) < 0 ? -EBUSY : 0;
+	if (client_queue_op(c, kind, addr, page, tag, NULL) < 0)
+		return -EBUSY;
+	if (csum_out) /* the op just queued is the last of the last unsent frame */
+		c->ops[c->ops[c->unsent[c->nunsent - 1]].last].csum_out = csum_out;
+	return 0;
 }
 
 int sdrsa_submit_get(struct sdrsa_client *c, uint64_t addr, void *page, uint64_t tag)
 {
 	if (!c || !page || addr % SDRSA_PAGE_SIZE)
 		return -EINVAL;
-	return submit(c, SDRSA_OP_GET, addr, page, tag);
+	return submit(c, SDRSA_OP_GET, addr, page, tag, NULL);
 }
 
 int sdrsa_submit_get_csum(struct sdrsa_client *c, uint64_t addr, void *page, uint64_t tag,
@@ -880,28 +886,21 @@ int sdrsa_submit_get_csum(struct sdrsa_client *c, uint64_t addr, void *page, uin
 {
 	if (!c || !page || !csum || addr % SDRSA_PAGE_SIZE)
 		return -EINVAL;
-	if (c->fd < 0)
-		return -ENOTCONN;
-	if (c->user_ops >= SDRSA_CLIENT_MAX_INFLIGHT)
-		return -EBUSY;
-	if (client_queue_op(c, SDRSA_OP_GET, addr, page, tag, NULL) < 0)
-		return -EBUSY;
-	c->ops[c->ops[c->unsent[c->nunsent - 1]].last].csum_out = csum;
-	return 0;
+	return submit(c, SDRSA_OP_GET, addr, page, tag, csum);
 }
 
 int sdrsa_submit_put(struct sdrsa_client *c, uint64_t addr, const void *page, uint64_t tag)
 {
 	if (!c || !page || addr % SDRSA_PAGE_SIZE)
 		return -EINVAL;
-	return submit(c, SDRSA_OP_PUT, addr, (void *)page, tag);
+	return submit(c, SDRSA_OP_PUT, addr, (void *)page, tag, NULL);
 }
 
 int sdrsa_submit_free(struct sdrsa_client *c, uint64_t addr, uint64_t tag)
 {
 	if (!c || addr % SDRSA_PAGE_SIZE)
 		return -EINVAL;
-	return submit(c, SDRSA_OP_FREE, addr, NULL, tag);
+	return submit(c, SDRSA_OP_FREE, addr, NULL, tag, NULL);
 }
 
 int sdrsa_flush(struct sdrsa_client *c)

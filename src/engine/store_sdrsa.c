@@ -171,14 +171,14 @@ static int sd_get_many(struct store *st, const uint64_t *keys, void *const *page
  * (sdrsa_submit_get_csum), so that the engine need not hash it again.
  */
 #define STREAM_MAX 512
+#define STREAM_FIRST 8
+#define STREAM_FRAME 128
 
 static int submit_get(struct store_sdrsa *s, uint64_t key, void *page, uint64_t tag, uint64_t *csum)
 {
 	return csum ? sdrsa_submit_get_csum(s->c, key, page, tag, csum)
 		    : sdrsa_submit_get(s->c, key, page, tag);
 }
-#define STREAM_FIRST 8
-#define STREAM_FRAME 128
 
 static int sd_get_stream(struct store *st, const uint64_t *keys, void *const *pages, size_t n,
 			 void (*arrived)(void *ctx, const size_t *idx, size_t k), void *ctx,
