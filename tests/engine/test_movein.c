@@ -49,13 +49,15 @@ static uint64_t pattern(unsigned page, unsigned word)
 }
 
 #define HOLES 50
+#define STR(x) STR_(x)
+#define STR_(x) #x
 
 int main(int argc, char **argv)
 {
 	t_require_uffd();
 	int holes = argc > 1 && !strcmp(argv[1], "--spare-hole");
 	const char *server_bin = argc > 1 && !holes ? argv[1] : NULL;
-	setenv("SDRSA_TEST_FAULT", holes ? "spare-hole@50" : "movein-write@20", 1);
+	setenv("SDRSA_TEST_FAULT", holes ? "spare-hole@" STR(HOLES) : "movein-write@20", 1);
 	alarm(60); /* a hang (a receive into an empty staging slot) fails */
 	struct sdrsa_engine_config cfg = {
 		.local_bytes = BUDGET_PAGES * PG,
