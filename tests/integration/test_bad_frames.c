@@ -71,6 +71,19 @@ static int not_stored(struct h_conn *c, uint64_t addr)
 	return H_PASS;
 }
 
+/* Send one request frame (op, count, len bytes of payload p; p may be NULL
+ * when len is 0) with a correct checksum on c, and expect the reply status
+ * `status` for it with the connection left open. */
+static int send_expect(struct h_conn *c, uint8_t op, uint16_t count, uint32_t len, const uint8_t *p,
+		       uint16_t status, const char *what)
+{
+	struct sdrsa_hdr h;
+
+	h_req(c, &h, op, count, len, p);
+	CHECK(h_send_frame(c->fd, &h, p) == 0);
+	return h_expect_status(c->fd, status, h.req_id, 0, what);
+}
+
 /* Build a well-formed single-page PUT payload at addr; returns its length. */
 static uint32_t put1(uint8_t *p, uint64_t addr, uint64_t seed)
 {
@@ -171,26 +184,19 @@ static int t_too_big(void)
 static int t_unknown_op(void)
 {
 	struct h_conn c;
-	struct sdrsa_hdr h;
 	uint8_t p[100];
 
 	ATTACKER(&c);
 	/* empty payload */
-	h_req(&c, &h, 0x7e, 0, 0, NULL);
-	CHECK(h_send_frame(c.fd, &h, NULL) == 0);
-	CHECK_OK(h_expect_status(c.fd, SDRSA_S_UNKNOWN_OP, h.req_id, 0, "opcode 0x7e"));
+	CHECK_OK(send_expect(&c, 0x7e, 0, 0, NULL, SDRSA_S_UNKNOWN_OP, "opcode 0x7e"));
 	CHECK_OK(still_usable(&c));
 	/* with a payload the server must skip */
 	for (size_t i = 0; i < sizeof(p); i++)
 		p[i] = (uint8_t)i;
-	h_req(&c, &h, 0xff, 2, sizeof(p), p);
-	CHECK(h_send_frame(c.fd, &h, p) == 0);
-	CHECK_OK(h_expect_status(c.fd, SDRSA_S_UNKNOWN_OP, h.req_id, 0, "opcode 0xff"));
+	CHECK_OK(send_expect(&c, 0xff, 2, sizeof(p), p, SDRSA_S_UNKNOWN_OP, "opcode 0xff"));
 	CHECK_OK(still_usable(&c));
 	/* opcode 0 */
-	h_req(&c, &h, 0, 0, 0, NULL);
-	CHECK(h_send_frame(c.fd, &h, NULL) == 0);
-	CHECK_OK(h_expect_status(c.fd, SDRSA_S_UNKNOWN_OP, h.req_id, 0, "opcode 0"));
+	CHECK_OK(send_expect(&c, 0, 0, 0, NULL, SDRSA_S_UNKNOWN_OP, "opcode 0"));
 	CHECK_OK(still_usable(&c));
 	h_close(&c);
 	VICTIM_OK();
@@ -201,24 +207,21 @@ static int t_unknown_op(void)
 static int t_lying_short(void)
 {
 	struct h_conn c;
-	struct sdrsa_hdr h;
 	uint8_t p[2 * ESZ + PAGE];
 	uint64_t addr = 0x51000;
 
 	ATTACKER(&c);
 	/* a PUT whose entry announces a page that the length leaves out */
 	put1(p, addr, 1);
-	h_req(&c, &h, SDRSA_OP_PUT, 1, ESZ, p);
-	CHECK(h_send_frame(c.fd, &h, p) == 0);
-	CHECK_OK(h_expect_status(c.fd, SDRSA_S_BAD_FRAME, h.req_id, 0, "PUT without its page"));
+	CHECK_OK(
+	    send_expect(&c, SDRSA_OP_PUT, 1, ESZ, p, SDRSA_S_BAD_FRAME, "PUT without its page"));
 	CHECK_OK(still_usable(&c));
 	CHECK_OK(not_stored(&c, addr));
 
 	/* a PUT one byte short of its page */
 	put1(p, addr, 1);
-	h_req(&c, &h, SDRSA_OP_PUT, 1, ESZ + PAGE - 1, p);
-	CHECK(h_send_frame(c.fd, &h, p) == 0);
-	CHECK_OK(h_expect_status(c.fd, SDRSA_S_BAD_FRAME, h.req_id, 0, "PUT one byte short"));
+	CHECK_OK(send_expect(&c, SDRSA_OP_PUT, 1, ESZ + PAGE - 1, p, SDRSA_S_BAD_FRAME,
+			     "PUT one byte short"));
 	CHECK_OK(still_usable(&c));
 	CHECK_OK(not_stored(&c, addr));
 
@@ -226,15 +229,12 @@ static int t_lying_short(void)
 	{
 		struct sdrsa_entry e = { .addr = addr };
 		sdrsa_entry_encode(&e, p);
-		h_req(&c, &h, SDRSA_OP_GET, 2, ESZ, p);
-		CHECK(h_send_frame(c.fd, &h, p) == 0);
-		CHECK_OK(h_expect_status(c.fd, SDRSA_S_BAD_FRAME, h.req_id, 0, "GET meta > len"));
+		CHECK_OK(
+		    send_expect(&c, SDRSA_OP_GET, 2, ESZ, p, SDRSA_S_BAD_FRAME, "GET meta > len"));
 		CHECK_OK(still_usable(&c));
 	}
 	/* entries announced, nothing at all */
-	h_req(&c, &h, SDRSA_OP_FREE, 3, 0, NULL);
-	CHECK(h_send_frame(c.fd, &h, NULL) == 0);
-	CHECK_OK(h_expect_status(c.fd, SDRSA_S_BAD_FRAME, h.req_id, 0, "FREE len 0"));
+	CHECK_OK(send_expect(&c, SDRSA_OP_FREE, 3, 0, NULL, SDRSA_S_BAD_FRAME, "FREE len 0"));
 	CHECK_OK(still_usable(&c));
 	h_close(&c);
 	VICTIM_OK();
@@ -245,24 +245,21 @@ static int t_lying_short(void)
 static int t_lying_long(void)
 {
 	struct h_conn c;
-	struct sdrsa_hdr h;
 	uint8_t *p = calloc(1, 3 * PAGE);
 	uint64_t addr = 0x52000;
 
 	CHECK(p);
 	ATTACKER(&c);
 	put1(p, addr, 2);
-	h_req(&c, &h, SDRSA_OP_PUT, 1, ESZ + PAGE + 100, p);
-	CHECK(h_send_frame(c.fd, &h, p) == 0);
-	CHECK_OK(h_expect_status(c.fd, SDRSA_S_BAD_FRAME, h.req_id, 0, "PUT + 100 bytes"));
+	CHECK_OK(send_expect(&c, SDRSA_OP_PUT, 1, ESZ + PAGE + 100, p, SDRSA_S_BAD_FRAME,
+			     "PUT + 100 bytes"));
 	CHECK_OK(still_usable(&c));
 	CHECK_OK(not_stored(&c, addr));
 
 	/* two pages' worth for one page */
 	put1(p, addr, 2);
-	h_req(&c, &h, SDRSA_OP_PUT, 1, ESZ + 2 * PAGE, p);
-	CHECK(h_send_frame(c.fd, &h, p) == 0);
-	CHECK_OK(h_expect_status(c.fd, SDRSA_S_BAD_FRAME, h.req_id, 0, "PUT + a page"));
+	CHECK_OK(
+	    send_expect(&c, SDRSA_OP_PUT, 1, ESZ + 2 * PAGE, p, SDRSA_S_BAD_FRAME, "PUT + a page"));
 	CHECK_OK(still_usable(&c));
 	CHECK_OK(not_stored(&c, addr));
 
@@ -270,15 +267,12 @@ static int t_lying_long(void)
 	{
 		struct sdrsa_entry e = { .addr = addr };
 		sdrsa_entry_encode(&e, p);
-		h_req(&c, &h, SDRSA_OP_GET, 1, ESZ + PAGE, p);
-		CHECK(h_send_frame(c.fd, &h, p) == 0);
-		CHECK_OK(h_expect_status(c.fd, SDRSA_S_BAD_FRAME, h.req_id, 0, "GET with data"));
+		CHECK_OK(send_expect(&c, SDRSA_OP_GET, 1, ESZ + PAGE, p, SDRSA_S_BAD_FRAME,
+				     "GET with data"));
 		CHECK_OK(still_usable(&c));
 	}
 	/* a payload on an operation that takes none */
-	h_req(&c, &h, SDRSA_OP_PING, 0, 16, p);
-	CHECK(h_send_frame(c.fd, &h, p) == 0);
-	CHECK_OK(h_expect_status(c.fd, SDRSA_S_BAD_FRAME, h.req_id, 0, "PING with payload"));
+	CHECK_OK(send_expect(&c, SDRSA_OP_PING, 0, 16, p, SDRSA_S_BAD_FRAME, "PING with payload"));
 	CHECK_OK(still_usable(&c));
 	h_close(&c);
 	free(p);
@@ -290,43 +284,36 @@ static int t_lying_long(void)
 static int t_bad_entries(void)
 {
 	struct h_conn c;
-	struct sdrsa_hdr h;
 	uint8_t p[3 * ESZ + PAGE];
 	struct sdrsa_entry e;
 	uint64_t addr = 0x53000;
 
 	ATTACKER(&c);
 	/* GET with no entries */
-	h_req(&c, &h, SDRSA_OP_GET, 0, 0, NULL);
-	CHECK(h_send_frame(c.fd, &h, NULL) == 0);
-	CHECK_OK(h_expect_status(c.fd, SDRSA_S_BAD_FRAME, h.req_id, 0, "GET count 0"));
+	CHECK_OK(send_expect(&c, SDRSA_OP_GET, 0, 0, NULL, SDRSA_S_BAD_FRAME, "GET count 0"));
 	CHECK_OK(still_usable(&c));
 	/* PUT entry with a status set */
 	put1(p, addr, 3);
 	sdrsa_entry_decode(p, &e);
 	e.status = SDRSA_S_OK + 1;
 	sdrsa_entry_encode(&e, p);
-	h_req(&c, &h, SDRSA_OP_PUT, 1, ESZ + PAGE, p);
-	CHECK(h_send_frame(c.fd, &h, p) == 0);
-	CHECK_OK(h_expect_status(c.fd, SDRSA_S_BAD_FRAME, h.req_id, 0, "entry status"));
+	CHECK_OK(
+	    send_expect(&c, SDRSA_OP_PUT, 1, ESZ + PAGE, p, SDRSA_S_BAD_FRAME, "entry status"));
 	CHECK_OK(not_stored(&c, addr));
 	/* PUT entry with an unknown flag */
 	put1(p, addr, 3);
 	sdrsa_entry_decode(p, &e);
 	e.flags = 0x8000;
 	sdrsa_entry_encode(&e, p);
-	h_req(&c, &h, SDRSA_OP_PUT, 1, ESZ + PAGE, p);
-	CHECK(h_send_frame(c.fd, &h, p) == 0);
-	CHECK_OK(h_expect_status(c.fd, SDRSA_S_BAD_FRAME, h.req_id, 0, "entry flag"));
+	CHECK_OK(send_expect(&c, SDRSA_OP_PUT, 1, ESZ + PAGE, p, SDRSA_S_BAD_FRAME, "entry flag"));
 	CHECK_OK(not_stored(&c, addr));
 	/* zero flag and data together */
 	put1(p, addr, 3);
 	sdrsa_entry_decode(p, &e);
 	e.flags = SDRSA_EF_ZERO;
 	sdrsa_entry_encode(&e, p);
-	h_req(&c, &h, SDRSA_OP_PUT, 1, ESZ + PAGE, p);
-	CHECK(h_send_frame(c.fd, &h, p) == 0);
-	CHECK_OK(h_expect_status(c.fd, SDRSA_S_BAD_FRAME, h.req_id, 0, "zero with data"));
+	CHECK_OK(
+	    send_expect(&c, SDRSA_OP_PUT, 1, ESZ + PAGE, p, SDRSA_S_BAD_FRAME, "zero with data"));
 	CHECK_OK(not_stored(&c, addr));
 	/* SWAP with three entries */
 	memset(p, 0, sizeof(p));
@@ -338,9 +325,8 @@ static int t_bad_entries(void)
 		sdrsa_entry_encode(&e1, p + ESZ);
 		sdrsa_entry_encode(&e1, p + 2 * ESZ);
 	}
-	h_req(&c, &h, SDRSA_OP_SWAP, 3, 3 * ESZ + PAGE, p);
-	CHECK(h_send_frame(c.fd, &h, p) == 0);
-	CHECK_OK(h_expect_status(c.fd, SDRSA_S_BAD_FRAME, h.req_id, 0, "SWAP count 3"));
+	CHECK_OK(send_expect(&c, SDRSA_OP_SWAP, 3, 3 * ESZ + PAGE, p, SDRSA_S_BAD_FRAME,
+			     "SWAP count 3"));
 	CHECK_OK(not_stored(&c, addr));
 	CHECK_OK(still_usable(&c));
 	h_close(&c);
