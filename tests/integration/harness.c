@@ -978,23 +978,40 @@ int h_expect_error_or_close(int fd, const char *what)
 	return H_PASS;
 }
 
-int h_handshake(int fd, const char *name, const uint8_t *key, struct h_conn *c, int *step)
+size_t h_hello(const char *name, uint8_t *out, uint8_t *nonce)
 {
 	struct sdrsa_hello hello;
+
+	memset(&hello, 0, sizeof(hello));
+	randombytes_buf(hello.nonce, sizeof(hello.nonce));
+	snprintf(hello.name, sizeof(hello.name), "%s", name);
+	if (nonce)
+		memcpy(nonce, hello.nonce, sizeof(hello.nonce));
+	return sdrsa_hello_encode(&hello, out);
+}
+
+int h_send_hello(struct h_conn *c, const char *name, struct sdrsa_hdr *req, uint8_t *nonce)
+{
+	uint8_t out[SDRSA_HELLO_MAX];
+	size_t n = h_hello(name, out, nonce);
+
+	h_req(c, req, SDRSA_OP_HELLO, 0, (uint32_t)n, out);
+	return h_send_frame(c->fd, req, out);
+}
+
+int h_handshake(int fd, const char *name, const uint8_t *key, struct h_conn *c, int *step)
+{
 	struct sdrsa_challenge ch;
 	struct sdrsa_welcome w;
 	struct sdrsa_hdr req, rep;
-	uint8_t out[SDRSA_HELLO_MAX], in[512], mac[SDRSA_MAC_SIZE];
+	uint8_t out[SDRSA_HELLO_MAX], in[512], mac[SDRSA_MAC_SIZE], nonce[SDRSA_NONCE_SIZE];
 	size_t n;
 	int rc;
 
 	memset(c, 0, sizeof(*c));
 	c->fd = fd;
 	snprintf(c->name, sizeof(c->name), "%s", name);
-	memset(&hello, 0, sizeof(hello));
-	randombytes_buf(hello.nonce, sizeof(hello.nonce));
-	snprintf(hello.name, sizeof(hello.name), "%s", name);
-	n = sdrsa_hello_encode(&hello, out);
+	n = h_hello(name, out, nonce);
 	if (step)
 		*step = SDRSA_OP_HELLO;
 	h_req(c, &req, SDRSA_OP_HELLO, 0, (uint32_t)n, out);
@@ -1011,7 +1028,7 @@ int h_handshake(int fd, const char *name, const uint8_t *key, struct h_conn *c, 
 	memcpy(c->server_nonce, ch.nonce, sizeof(ch.nonce));
 	c->auth_required = ch.auth_required;
 	if (key)
-		sdrsa_auth_mac(key, 0, hello.nonce, ch.nonce, name, mac);
+		sdrsa_auth_mac(key, 0, nonce, ch.nonce, name, mac);
 	else
 		memset(mac, 0, sizeof(mac));
 	if (step)
@@ -1028,7 +1045,7 @@ int h_handshake(int fd, const char *name, const uint8_t *key, struct h_conn *c, 
 		goto fail;
 	}
 	if (key && ch.auth_required) {
-		sdrsa_auth_mac(key, 1, hello.nonce, ch.nonce, name, mac);
+		sdrsa_auth_mac(key, 1, nonce, ch.nonce, name, mac);
 		if (sodium_memcmp(mac, w.mac, sizeof(mac))) {
 			violation("server proof in WELCOME does not verify");
 			rc = -EPROTO;

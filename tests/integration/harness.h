@@ -153,6 +153,13 @@ int h_open(const struct h_server *s, const char *name, const uint8_t *key, struc
  * that failed (SDRSA_OP_HELLO or SDRSA_OP_AUTH). */
 int h_handshake(int fd, const char *name, const uint8_t *key, struct h_conn *c, int *step);
 void h_close(struct h_conn *c);
+/* A HELLO payload for NAME with a fresh random nonce, into out
+ * (SDRSA_HELLO_MAX bytes); the nonce is copied to nonce (SDRSA_NONCE_SIZE
+ * bytes) when not NULL. Returns the payload's length. */
+size_t h_hello(const char *name, uint8_t *out, uint8_t *nonce);
+/* Send that HELLO on the raw connection c without reading the reply; the
+ * request's header goes to req (its req_id for h_expect_status). 0 or -errno. */
+int h_send_hello(struct h_conn *c, const char *name, struct sdrsa_hdr *req, uint8_t *nonce);
 
 /* Write all of buf. 0 or -errno. */
 int h_send(int fd, const void *buf, size_t n);

@@ -103,29 +103,38 @@ static int t_unknown_client(void)
 	return H_PASS;
 }
 
+/* A raw connection as "alice" that has not authenticated: just connected,
+ * or (after_hello) with its HELLO answered OK; the HELLO's nonce goes to
+ * nonce when not NULL. */
+static int pre_auth_conn(struct h_conn *c, int after_hello, uint8_t *nonce)
+{
+	struct sdrsa_hdr req;
+
+	memset(c, 0, sizeof(*c));
+	c->fd = h_socket(&srv);
+	CHECK(c->fd >= 0);
+	if (after_hello) {
+		CHECK(h_send_hello(c, "alice", &req, nonce) == 0);
+		CHECK_OK(h_expect_status(c->fd, SDRSA_S_OK, req.req_id, 0, "HELLO"));
+	}
+	return H_PASS;
+}
+
 /* A MAC computed for another connection's nonces is worthless. */
 static int t_replay(void)
 {
 	struct h_conn c;
-	struct sdrsa_hello hello;
 	struct sdrsa_hdr req;
 	uint8_t out[SDRSA_HELLO_MAX], mac[SDRSA_MAC_SIZE], stale_nonce[SDRSA_NONCE_SIZE];
-	int fd = h_socket(&srv);
+	uint8_t nonce[SDRSA_NONCE_SIZE];
+	int fd;
 	size_t n;
 
-	CHECK(fd >= 0);
 	randombytes_buf(stale_nonce, sizeof(stale_nonce));
-	memset(&c, 0, sizeof(c));
-	c.fd = fd;
-	memset(&hello, 0, sizeof(hello));
-	randombytes_buf(hello.nonce, sizeof(hello.nonce));
-	strcpy(hello.name, "alice");
-	n = sdrsa_hello_encode(&hello, out);
-	h_req(&c, &req, SDRSA_OP_HELLO, 0, (uint32_t)n, out);
-	CHECK(h_send_frame(fd, &req, out) == 0);
-	CHECK_OK(h_expect_status(fd, SDRSA_S_OK, req.req_id, 0, "HELLO"));
+	CHECK_OK(pre_auth_conn(&c, 1, nonce));
+	fd = c.fd;
 	/* MAC over a nonce that is not this connection's challenge */
-	sdrsa_auth_mac(key_alice, 0, hello.nonce, stale_nonce, "alice", mac);
+	sdrsa_auth_mac(key_alice, 0, nonce, stale_nonce, "alice", mac);
 	h_req(&c, &req, SDRSA_OP_AUTH, 0, sizeof(mac), mac);
 	CHECK(h_send_frame(fd, &req, mac) == 0);
 	CHECK_OK(h_expect_status(fd, SDRSA_S_AUTH_FAILED, req.req_id, 1, "stale MAC"));
@@ -140,11 +149,12 @@ static int t_replay(void)
 		fd = h_socket(&srv);
 		CHECK(fd >= 0);
 		c.fd = fd;
+		n = h_hello("alice", out, nonce);
 		h_req(&c, &req, SDRSA_OP_HELLO, 0, (uint32_t)n, out);
 		CHECK(h_call(&c, &req, out, &rep, in, sizeof(in)) == 0);
 		CHECK(rep.status == SDRSA_S_OK);
 		CHECK(sdrsa_challenge_decode(in, rep.len, &ch) == 0);
-		sdrsa_auth_mac(key_alice, 1, hello.nonce, ch.nonce, "alice", mac);
+		sdrsa_auth_mac(key_alice, 1, nonce, ch.nonce, "alice", mac);
 		h_req(&c, &req, SDRSA_OP_AUTH, 0, sizeof(mac), mac);
 		CHECK(h_send_frame(fd, &req, mac) == 0);
 		CHECK_OK(
@@ -164,24 +174,10 @@ static int op_before_auth(uint8_t op, int after_hello, const char *what)
 	uint8_t p[ESZ + PAGE];
 	uint32_t len = 0;
 	uint16_t count = 0;
-	int fd = h_socket(&srv);
+	int fd;
 
-	CHECK(fd >= 0);
-	memset(&c, 0, sizeof(c));
-	c.fd = fd;
-	if (after_hello) {
-		struct sdrsa_hello hello;
-		uint8_t out[SDRSA_HELLO_MAX];
-		size_t n;
-
-		memset(&hello, 0, sizeof(hello));
-		randombytes_buf(hello.nonce, sizeof(hello.nonce));
-		strcpy(hello.name, "alice");
-		n = sdrsa_hello_encode(&hello, out);
-		h_req(&c, &req, SDRSA_OP_HELLO, 0, (uint32_t)n, out);
-		CHECK(h_send_frame(fd, &req, out) == 0);
-		CHECK_OK(h_expect_status(fd, SDRSA_S_OK, req.req_id, 0, "HELLO"));
-	}
+	CHECK_OK(pre_auth_conn(&c, after_hello, NULL));
+	fd = c.fd;
 	if (op == SDRSA_OP_PUT) {
 		struct sdrsa_entry e = { .addr = victim.addrs[0], .len = PAGE };
 		h_pattern(p + ESZ, 99, e.addr);
@@ -228,24 +224,10 @@ static int big_before_auth(uint8_t op, uint16_t count, uint32_t len, int after_h
 	struct h_conn c;
 	struct sdrsa_hdr req;
 	uint8_t b[SDRSA_HDR_SIZE];
-	int fd = h_socket(&srv);
+	int fd;
 
-	CHECK(fd >= 0);
-	memset(&c, 0, sizeof(c));
-	c.fd = fd;
-	if (after_hello) {
-		struct sdrsa_hello hello;
-		uint8_t out[SDRSA_HELLO_MAX];
-		size_t n;
-
-		memset(&hello, 0, sizeof(hello));
-		randombytes_buf(hello.nonce, sizeof(hello.nonce));
-		strcpy(hello.name, "alice");
-		n = sdrsa_hello_encode(&hello, out);
-		h_req(&c, &req, SDRSA_OP_HELLO, 0, (uint32_t)n, out);
-		CHECK(h_send_frame(fd, &req, out) == 0);
-		CHECK_OK(h_expect_status(fd, SDRSA_S_OK, req.req_id, 0, "HELLO"));
-	}
+	CHECK_OK(pre_auth_conn(&c, after_hello, NULL));
+	fd = c.fd;
 	h_req(&c, &req, op, count, 0, NULL);
 	req.len = len;
 	sdrsa_hdr_encode(&req, b);

@@ -370,15 +370,12 @@ static int t_bad_meta_csum(void)
 	h_close(&c);
 	/* a handshake payload with a wrong checksum */
 	{
-		struct sdrsa_hello hello;
 		uint8_t out[SDRSA_HELLO_MAX];
 		struct h_conn fresh = { .fd = h_socket(&srv) };
 		size_t n;
 
 		CHECK(fresh.fd >= 0);
-		memset(&hello, 0, sizeof(hello));
-		strcpy(hello.name, "csum");
-		n = sdrsa_hello_encode(&hello, out);
+		n = h_hello("csum", out, NULL);
 		h_req(&fresh, &h, SDRSA_OP_HELLO, 0, (uint32_t)n, out);
 		h.csum ^= 1;
 		CHECK(h_send_frame(fresh.fd, &h, out) == 0);

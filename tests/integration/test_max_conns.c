@@ -11,8 +11,6 @@
 #include <string.h>
 #include <unistd.h>
 
-#include <sodium.h>
-
 #include "harness.h"
 
 #define MAX_CONNS 4
@@ -33,17 +31,9 @@ static int expect_busy(const char *what)
 	if (poll(&p, 1, 500) == 0) {
 		/* the server waits for a first frame: say hello */
 		struct h_conn c = { .fd = fd };
-		struct sdrsa_hello hello;
 		struct sdrsa_hdr req;
-		uint8_t out[SDRSA_HELLO_MAX];
-		size_t n;
 
-		memset(&hello, 0, sizeof(hello));
-		randombytes_buf(hello.nonce, sizeof(hello.nonce));
-		strcpy(hello.name, "extra");
-		n = sdrsa_hello_encode(&hello, out);
-		h_req(&c, &req, SDRSA_OP_HELLO, 0, (uint32_t)n, out);
-		CHECK(h_send_frame(fd, &req, out) == 0);
+		CHECK(h_send_hello(&c, "extra", &req, NULL) == 0);
 	}
 	CHECK_OK(h_expect_status(fd, SDRSA_S_BUSY, -1, 1, what));
 	close(fd);
