@@ -71,6 +71,16 @@ static int not_stored(struct h_conn *c, uint64_t addr)
 	return H_PASS;
 }
 
+/* Send the request h as it is (altered after h_req or not) with its payload
+ * p on fd and expect the reply status `status` for it; then, with
+ * must_close, the connection closed by the server. */
+static int send_frame_expect(int fd, const struct sdrsa_hdr *h, const void *p, uint16_t status,
+			     int must_close, const char *what)
+{
+	CHECK(h_send_frame(fd, h, p) == 0);
+	return h_expect_status(fd, status, h->req_id, must_close, what);
+}
+
 /* Send one request frame (op, count, len bytes of payload p; p may be NULL
  * when len is 0) with a correct checksum on c, and expect the reply status
  * `status` for it with the connection left open. */
@@ -80,8 +90,7 @@ static int send_expect(struct h_conn *c, uint8_t op, uint16_t count, uint32_t le
 	struct sdrsa_hdr h;
 
 	h_req(c, &h, op, count, len, p);
-	CHECK(h_send_frame(c->fd, &h, p) == 0);
-	return h_expect_status(c->fd, status, h.req_id, 0, what);
+	return send_frame_expect(c->fd, &h, p, status, 0, what);
 }
 
 /* Build a well-formed single-page PUT payload at addr; returns its length. */
@@ -136,8 +145,7 @@ static int t_bad_version(void)
 		ATTACKER(&c);
 		h_req(&c, &h, SDRSA_OP_PING, 0, 0, NULL);
 		h.version = versions[i];
-		CHECK(h_send_frame(c.fd, &h, NULL) == 0);
-		CHECK_OK(h_expect_status(c.fd, SDRSA_S_BAD_VERSION, h.req_id, 1, "bad version"));
+		CHECK_OK(send_frame_expect(c.fd, &h, NULL, SDRSA_S_BAD_VERSION, 1, "bad version"));
 		h_close(&c);
 	}
 	VICTIM_OK();
@@ -156,8 +164,7 @@ static int t_too_big(void)
 		ATTACKER(&c);
 		h_req(&c, &h, SDRSA_OP_PUT, 1, 0, NULL);
 		h.len = lens[i];
-		CHECK(h_send_frame(c.fd, &h, NULL) == 0);
-		CHECK_OK(h_expect_status(c.fd, SDRSA_S_TOO_BIG, h.req_id, 1, "huge len"));
+		CHECK_OK(send_frame_expect(c.fd, &h, NULL, SDRSA_S_TOO_BIG, 1, "huge len"));
 		h_close(&c);
 	}
 	/* entry count over the limit, with a length that would fit */
@@ -168,13 +175,11 @@ static int t_too_big(void)
 		ATTACKER(&c);
 		h_req(&c, &h, SDRSA_OP_GET, SDRSA_MAX_BATCH + 1, 0, NULL);
 		h.len = (SDRSA_MAX_BATCH + 1) * ESZ;
-		CHECK(h_send_frame(c.fd, &h, NULL) == 0);
-		CHECK_OK(h_expect_status(c.fd, SDRSA_S_TOO_BIG, h.req_id, 1, "count 257"));
+		CHECK_OK(send_frame_expect(c.fd, &h, NULL, SDRSA_S_TOO_BIG, 1, "count 257"));
 		h_close(&c);
 		ATTACKER(&c);
 		h_req(&c, &h, SDRSA_OP_FREE, 0xffff, 0, NULL);
-		CHECK(h_send_frame(c.fd, &h, NULL) == 0);
-		CHECK_OK(h_expect_status(c.fd, SDRSA_S_TOO_BIG, h.req_id, 1, "count 65535"));
+		CHECK_OK(send_frame_expect(c.fd, &h, NULL, SDRSA_S_TOO_BIG, 1, "count 65535"));
 		h_close(&c);
 	}
 	VICTIM_OK();
@@ -345,16 +350,14 @@ static int t_bad_meta_csum(void)
 	put1(p, addr, 4);
 	h_req(&c, &h, SDRSA_OP_PUT, 1, sizeof(p), p);
 	h.csum ^= 0x100;
-	CHECK(h_send_frame(c.fd, &h, p) == 0);
-	CHECK_OK(h_expect_status(c.fd, SDRSA_S_CHECKSUM, h.req_id, 0, "PUT meta csum"));
+	CHECK_OK(send_frame_expect(c.fd, &h, p, SDRSA_S_CHECKSUM, 0, "PUT meta csum"));
 	CHECK_OK(not_stored(&c, addr));
 	CHECK_OK(still_usable(&c));
 	/* an entry corrupted after the checksum was computed */
 	put1(p, addr, 4);
 	h_req(&c, &h, SDRSA_OP_PUT, 1, sizeof(p), p);
 	p[1] ^= 0x10; /* the address, still page-aligned */
-	CHECK(h_send_frame(c.fd, &h, p) == 0);
-	CHECK_OK(h_expect_status(c.fd, SDRSA_S_CHECKSUM, h.req_id, 0, "corrupted entry"));
+	CHECK_OK(send_frame_expect(c.fd, &h, p, SDRSA_S_CHECKSUM, 0, "corrupted entry"));
 	CHECK_OK(not_stored(&c, addr));
 	CHECK_OK(not_stored(&c, addr ^ 0x1000));
 	CHECK_OK(still_usable(&c));
@@ -364,8 +367,7 @@ static int t_bad_meta_csum(void)
 		sdrsa_entry_encode(&e, p);
 		h_req(&c, &h, SDRSA_OP_FREE, 1, ESZ, p);
 		h.csum = ~h.csum;
-		CHECK(h_send_frame(c.fd, &h, p) == 0);
-		CHECK_OK(h_expect_status(c.fd, SDRSA_S_CHECKSUM, h.req_id, 0, "FREE csum"));
+		CHECK_OK(send_frame_expect(c.fd, &h, p, SDRSA_S_CHECKSUM, 0, "FREE csum"));
 	}
 	h_close(&c);
 	/* a handshake payload with a wrong checksum */
@@ -378,8 +380,7 @@ static int t_bad_meta_csum(void)
 		n = h_hello("csum", out, NULL);
 		h_req(&fresh, &h, SDRSA_OP_HELLO, 0, (uint32_t)n, out);
 		h.csum ^= 1;
-		CHECK(h_send_frame(fresh.fd, &h, out) == 0);
-		CHECK_OK(h_expect_status(fresh.fd, SDRSA_S_CHECKSUM, h.req_id, 0, "HELLO csum"));
+		CHECK_OK(send_frame_expect(fresh.fd, &h, out, SDRSA_S_CHECKSUM, 0, "HELLO csum"));
 		h_close(&fresh);
 	}
 	VICTIM_OK();
