@@ -415,13 +415,30 @@ static void start_all(void)
 		start_server(i, NULL, NULL);
 }
 
+/* The engine and workload each case runs on: an engine over the three
+ * servers (name, weight as for pool_engine, 2 replicas) and its region with
+ * every page written once. */
+static struct sdrsa_engine *begin_run(const char *name, unsigned weight, struct sdrsa_region **rg)
+{
+	struct sdrsa_engine *e = pool_engine(name, 2, weight);
+	reset_workload(rg, e);
+	return e;
+}
+
+static int end_run(struct sdrsa_engine *e, struct sdrsa_region *rg)
+{
+	sdrsa_region_free(rg);
+	sdrsa_engine_free(e);
+	stop_servers();
+	return T_PASS;
+}
+
 static int t_kill(void)
 {
 	start_all();
-	struct sdrsa_engine *e = pool_engine("pool-kill", 2, 0);
 	struct sdrsa_region *rg;
 	struct sdrsa_engine_stats s;
-	reset_workload(&rg, e);
+	struct sdrsa_engine *e = begin_run("pool-kill", 0, &rg);
 	torture(kill_s1);
 	print_stats(e, "after the run", &s);
 	CHECK(s.faults_remote > 0);
@@ -436,81 +453,62 @@ static int t_kill(void)
 	CHECK(!g_bad);
 	print_stats(e, "after a second kill, all read back", &s);
 	CHECK_EQ(s.pages_lost, 0);
-	sdrsa_region_free(rg);
-	sdrsa_engine_free(e);
-	stop_servers();
-	return T_PASS;
+	return end_run(e, rg);
+}
+
+/* A server lost in mid-run by `fault` (its link cut, or stopped): taken as
+ * down after the timeouts, its pages copied again. `back` brings it back:
+ * it is probed (its stale copies freed) and takes pages again, so that all
+ * pages, rewritten, read back with some of them on it. */
+static int lost_and_back(const char *name, void (*fault)(void), void (*back)(void),
+			 const char *done)
+{
+	start_all();
+	struct sdrsa_region *rg;
+	struct sdrsa_engine_stats s;
+	struct sdrsa_engine *e = begin_run(name, 0, &rg);
+	torture(fault);
+	print_stats(e, "after the run", &s);
+	CHECK_EQ(s.servers_up, 2);
+	wait_replicated(e, &s);
+	CHECK(s.pages_rereplicated > 0);
+	back();
+	uint64_t t0 = sdrsa_now_ms();
+	do {
+		usleep(100000);
+		CHECK(sdrsa_engine_stats(e, &s) == 0);
+		CHECK(sdrsa_now_ms() - t0 < 20000);
+	} while (s.servers_up != 3);
+	for (unsigned i = 0; i < NPAGES; i++) {
+		g_ver[i]++;
+		t_fill(g_mem + (size_t)i * PG, i, g_ver[i]);
+	}
+	scan_all();
+	CHECK(!g_bad);
+	print_stats(e, done, &s);
+	CHECK_EQ(s.pages_lost, 0);
+	return end_run(e, rg);
+}
+
+static void link_s2_up(void)
+{
+	CHECK(sh("ip -n %s link set %s up", g_ns_cli, g_if_cli[2]) == 0);
+}
+
+static void cont_s0(void)
+{
+	kill(g_srv_pid[0], SIGCONT);
 }
 
 static int t_linkcut(void)
 {
-	start_all();
-	struct sdrsa_engine *e = pool_engine("pool-cut", 2, 0);
-	struct sdrsa_region *rg;
-	struct sdrsa_engine_stats s;
-	reset_workload(&rg, e);
-	torture(cut_s2);
-	print_stats(e, "after the run", &s);
-	CHECK_EQ(s.servers_up, 2);
-	wait_replicated(e, &s);
-	CHECK(s.pages_rereplicated > 0);
-	/* The link comes back: the server is probed and used again. */
-	CHECK(sh("ip -n %s link set %s up", g_ns_cli, g_if_cli[2]) == 0);
-	uint64_t t0 = sdrsa_now_ms();
-	do {
-		usleep(100000);
-		CHECK(sdrsa_engine_stats(e, &s) == 0);
-		CHECK(sdrsa_now_ms() - t0 < 20000);
-	} while (s.servers_up != 3);
-	/* Rewrite everything: some of it now lands on server 2 again. */
-	for (unsigned i = 0; i < NPAGES; i++) {
-		g_ver[i]++;
-		t_fill(g_mem + (size_t)i * PG, i, g_ver[i]);
-	}
-	scan_all();
-	CHECK(!g_bad);
-	print_stats(e, "link back, all rewritten and read back", &s);
-	CHECK_EQ(s.pages_lost, 0);
-	sdrsa_region_free(rg);
-	sdrsa_engine_free(e);
-	stop_servers();
-	return T_PASS;
+	return lost_and_back("pool-cut", cut_s2, link_s2_up,
+			     "link back, all rewritten and read back");
 }
 
-/* A server that stalls (SIGSTOP): taken as down after the timeouts, its
- * pages copied again; when it resumes it is probed, its stale copies freed,
- * and it takes pages again. */
 static int t_stall(void)
 {
-	start_all();
-	struct sdrsa_engine *e = pool_engine("pool-stall", 2, 0);
-	struct sdrsa_region *rg;
-	struct sdrsa_engine_stats s;
-	reset_workload(&rg, e);
-	torture(stop_s0);
-	print_stats(e, "after the run", &s);
-	CHECK_EQ(s.servers_up, 2);
-	wait_replicated(e, &s);
-	CHECK(s.pages_rereplicated > 0);
-	kill(g_srv_pid[0], SIGCONT);
-	uint64_t t0 = sdrsa_now_ms();
-	do {
-		usleep(100000);
-		CHECK(sdrsa_engine_stats(e, &s) == 0);
-		CHECK(sdrsa_now_ms() - t0 < 20000);
-	} while (s.servers_up != 3);
-	for (unsigned i = 0; i < NPAGES; i++) {
-		g_ver[i]++;
-		t_fill(g_mem + (size_t)i * PG, i, g_ver[i]);
-	}
-	/* Everything read back while server 0 holds copies again. */
-	scan_all();
-	CHECK(!g_bad);
-	print_stats(e, "resumed, rewritten and read back", &s);
-	sdrsa_region_free(rg);
-	sdrsa_engine_free(e);
-	stop_servers();
-	return T_PASS;
+	return lost_and_back("pool-stall", stop_s0, cont_s0, "resumed, rewritten and read back");
 }
 
 static int t_quota(void)
@@ -520,10 +518,9 @@ static int t_quota(void)
 	start_server(0, "--max-client-pages", "300");
 	start_server(1, NULL, NULL);
 	start_server(2, NULL, NULL);
-	struct sdrsa_engine *e = pool_engine("pool-quota", 2, 1);
 	struct sdrsa_region *rg;
 	struct sdrsa_engine_stats s;
-	reset_workload(&rg, e);
+	struct sdrsa_engine *e = begin_run("pool-quota", 1, &rg);
 	torture(no_fault);
 	print_stats(e, "quota on server 0", &s);
 	CHECK_EQ(s.store_refusals, 0); /* never kept local for lack of room */
@@ -540,10 +537,7 @@ static int t_quota(void)
 		(unsigned long long)ss.ns_pages, (unsigned long long)ss.quota_refused);
 	CHECK(ss.ns_pages <= 300);
 	CHECK(ss.quota_refused > 0);
-	sdrsa_region_free(rg);
-	sdrsa_engine_free(e);
-	stop_servers();
-	return T_PASS;
+	return end_run(e, rg);
 }
 
 static int t_toomany(void)
@@ -562,9 +556,8 @@ static int t_toomany(void)
 		g_netns = 0;
 		memset(g_srv_pid, 0, sizeof(g_srv_pid));
 		dup2(efd, 2);
-		struct sdrsa_engine *e = pool_engine("pool-toomany", 2, 0);
 		struct sdrsa_region *rg;
-		reset_workload(&rg, e);
+		begin_run("pool-toomany", 0, &rg);
 		char b = 1;
 		if (write(ready[1], &b, 1) != 1 || read(go[0], &b, 1) != 1)
 			_exit(4);
@@ -595,10 +588,9 @@ static int t_toomany(void)
 static int t_drain(void)
 {
 	start_all();
-	struct sdrsa_engine *e = pool_engine("pool-drain", 2, 0);
 	struct sdrsa_region *rg;
 	struct sdrsa_engine_stats s;
-	reset_workload(&rg, e);
+	struct sdrsa_engine *e = begin_run("pool-drain", 0, &rg);
 	print_stats(e, "written", &s);
 	CHECK(s.remote > NPAGES / 2);
 	kill(g_srv_pid[0], SIGUSR2);
@@ -621,10 +613,7 @@ static int t_drain(void)
 	kill_server(1);
 	scan_all();
 	CHECK(!g_bad);
-	sdrsa_region_free(rg);
-	sdrsa_engine_free(e);
-	stop_servers();
-	return T_PASS;
+	return end_run(e, rg);
 }
 
 /* Run cmd through sh, stdout+stderr into out; returns the exit status. */
