@@ -32,7 +32,6 @@
 #include <string.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
-#include <sys/sysinfo.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -123,36 +122,19 @@ static int bad(const char *fmt, ...)
 	return 2;
 }
 
-static uint64_t machine_ram(void)
-{
-	struct sysinfo si;
-	if (sysinfo(&si) < 0)
-		return 0;
-	return (uint64_t)si.totalram * si.mem_unit;
-}
-
-/* Parse SIZE or PCT%. Returns 0 or an exit status after printing. */
+/* Parse SIZE or PCT% (of this machine's RAM). Returns 0 or an exit status
+ * after printing. */
 static int parse_local(const char *s, uint64_t *out)
 {
-	uint64_t ram = machine_ram();
+	uint64_t ram = sdrsa_machine_ram();
 	uint64_t v;
-	size_t n = strlen(s);
-	if (n && s[n - 1] == '%') {
-		char *end;
-		errno = 0;
-		double pct = strtod(s, &end);
-		if (errno || end != s + n - 1 || end == s || pct <= 0 || pct > 100)
-			return bad("--local %s: a percentage must be more than 0%% and at most 100%%",
-				   s);
-		v = (uint64_t)((double)ram * pct / 100.0);
-	} else {
-		int r = sdrsa_parse_size(s, &v);
-		if (r == -ERANGE)
-			return bad("--local %s: too large", s);
-		if (r < 0)
-			return bad("--local %s: not a size (use a number with K, M, G or T, or N%%)",
-				   s);
-	}
+	int r = sdrsa_parse_size_or_pct(s, ram, &v);
+	if (r == -EDOM)
+		return bad("--local %s: a percentage must be more than 0%% and at most 100%%", s);
+	if (r == -ERANGE)
+		return bad("--local %s: too large", s);
+	if (r < 0)
+		return bad("--local %s: not a size (use a number with K, M, G or T, or N%%)", s);
 	if (v == 0)
 		return bad("--local %s: the budget must be more than zero", s);
 	if (v < 64 * 4096)

@@ -71,6 +71,30 @@ int sdrsa_parse_duration_ms(const char *s, uint64_t *out)
 	return parse_scaled(s, units, scales, ARRAY_SIZE(units), 1000, out);
 }
 
+int sdrsa_parse_size_or_pct(const char *s, uint64_t whole, uint64_t *out)
+{
+	size_t n = s ? strlen(s) : 0;
+	char *end;
+	double pct;
+
+	if (!n || s[n - 1] != '%')
+		return sdrsa_parse_size(s, out);
+	errno = 0;
+	pct = strtod(s, &end);
+	/* !(pct > 0) also refuses "nan%" */
+	if (errno || end != s + n - 1 || end == s || !(pct > 0) || pct > 100)
+		return -EDOM;
+	*out = (uint64_t)((double)whole * pct / 100.0);
+	return 0;
+}
+
+uint64_t sdrsa_machine_ram(void)
+{
+	long pages = sysconf(_SC_PHYS_PAGES), page_size = sysconf(_SC_PAGESIZE);
+
+	return pages > 0 && page_size > 0 ? (uint64_t)pages * (uint64_t)page_size : 0;
+}
+
 int sdrsa_parse_sockaddr(const char *s, int default_port, struct sockaddr_storage *ss,
 			 socklen_t *len)
 {

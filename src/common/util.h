@@ -22,6 +22,15 @@ int sdrsa_parse_size(const char *s, uint64_t *out);
 /* "250ms", "2s", "1m", or a bare number of seconds. Result in ms. */
 int sdrsa_parse_duration_ms(const char *s, uint64_t *out);
 
+/* A size as sdrsa_parse_size, or "PCT%" of whole: a percentage more than 0
+ * and at most 100 ("25%", "12.5%"), rounded down to bytes. Returns 0,
+ * -EDOM (a malformed or out-of-range percentage), -EINVAL (not a size) or
+ * -ERANGE (a size too large); *out is written only on success. */
+int sdrsa_parse_size_or_pct(const char *s, uint64_t whole, uint64_t *out);
+
+/* This machine's physical RAM in bytes, or 0 when it cannot be told. */
+uint64_t sdrsa_machine_ram(void);
+
 /* Resolve "HOST:PORT", "HOST", "[V6]:PORT", "unix:PATH" or "/PATH" into a
  * sockaddr. default_port applies when no port is given; port 0 is accepted
  * (a listener asks for any free port). Returns 0 or

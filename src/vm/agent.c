@@ -653,34 +653,18 @@ static int run_loop(struct agent *a, uint64_t interval_ms)
 
 /* ---- main ---- */
 
-static uint64_t machine_ram(void)
-{
-	long pages = sysconf(_SC_PHYS_PAGES), ps = sysconf(_SC_PAGESIZE);
-
-	return pages > 0 && ps > 0 ? (uint64_t)pages * (uint64_t)ps : 0;
-}
-
 /* --local: SIZE or PCT% of guest RAM. Returns 0 or 2 after printing. */
 static int parse_local(const char *s, uint64_t ram, uint64_t *pages)
 {
-	size_t n = strlen(s);
 	uint64_t v;
+	int r = sdrsa_parse_size_or_pct(s, ram, &v);
 
-	if (n && s[n - 1] == '%') {
-		char *end;
-		double pct;
-
-		errno = 0;
-		pct = strtod(s, &end);
-		if (errno || end != s + n - 1 || end == s || !(pct > 0) || pct > 100)
-			return bad(
-			    "--local %s: a percentage must be more than 0%% and at most 100%%", s);
-		v = (uint64_t)((double)ram * pct / 100.0);
-	} else if (sdrsa_parse_size(s, &v) < 0) {
+	if (r == -EDOM)
+		return bad("--local %s: a percentage must be more than 0%% and at most 100%%", s);
+	if (r < 0)
 		return bad("--local %s: not a size (use a number with K, M, G, or N%% of the "
 			   "guest's RAM)",
 			   s);
-	}
 	if (v < 64 * PAGE)
 		return bad("--local %s: the budget must be at least 256K (64 pages)", s);
 	if (v > ram)
@@ -955,7 +939,7 @@ int rsa_vm_main(int argc, char **argv)
 		rc = r;
 		goto out;
 	}
-	if (a->budget_pages * PAGE > machine_ram())
+	if (a->budget_pages * PAGE > sdrsa_machine_ram())
 		vm_say("note: the local budget is more than this machine's RAM");
 	{
 		struct sdrsa_client_config cc = {.address = a->server,

@@ -1,9 +1,10 @@
 /* SPDX-License-Identifier: MIT */
 /*
  * Unit tests of src/common/util.c: size and duration parsing (units, bad
- * units, signs, overflow), socket address parsing and formatting (IPv4,
- * [IPv6]:port, Unix paths, bad ports), the loopback test, hex helpers and
- * the full-buffer I/O helpers.
+ * units, signs, overflow), a size or a percentage (--local), the machine's
+ * RAM, socket address parsing and formatting (IPv4, [IPv6]:port, Unix
+ * paths, bad ports), the loopback test, hex helpers and the full-buffer I/O
+ * helpers.
  */
 #include <arpa/inet.h>
 #include <errno.h>
@@ -14,6 +15,7 @@
 #include <stdint.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <sys/sysinfo.h>
 #include <sys/un.h>
 #include <unistd.h>
 
@@ -96,6 +98,69 @@ static void test_parse_size_bad(void **state)
 	size_bad("99999999999999999999", -ERANGE);
 	size_bad("99999999T", -ERANGE);
 	size_bad("1e19K", -ERANGE);
+}
+
+static void size_pct(const char *s, uint64_t whole, int want_rc, uint64_t want)
+{
+	uint64_t v = SENTINEL;
+	int rc = sdrsa_parse_size_or_pct(s, whole, &v);
+
+	if (rc != want_rc || (rc == 0 && v != want))
+		fail_msg("parse_size_or_pct(\"%s\", %llu) = %d, %llu; want %d, %llu",
+			 s ? s : "(null)", (unsigned long long)whole, rc, (unsigned long long)v,
+			 want_rc, (unsigned long long)want);
+	if (rc != 0 && v != SENTINEL)
+		fail_msg("parse_size_or_pct(\"%s\") wrote its output on error", s ? s : "(null)");
+}
+
+/* rsa-app run --local and rsa-app vm --local: a size, or a share of the
+ * machine's or the guest's RAM. */
+static void test_parse_size_or_pct(void **state)
+{
+	const uint64_t ram = 8ull << 30;
+
+	(void)state;
+	size_pct("256M", ram, 0, 256ull << 20);
+	size_pct("16G", ram, 0, 16ull << 30); /* a size is not capped here */
+	size_pct("25%", ram, 0, 2ull << 30);
+	size_pct("100%", ram, 0, ram);
+	size_pct("12.5%", ram, 0, 1ull << 30);
+	size_pct("0.001%", 1000000, 0, 10);
+	size_pct("50%", 3, 0, 1); /* rounded down */
+	size_pct("1e1%", ram, 0, ram / 10);
+	/* a percentage out of range or malformed */
+	size_pct("0%", ram, -EDOM, 0);
+	size_pct("-5%", ram, -EDOM, 0);
+	size_pct("100.5%", ram, -EDOM, 0);
+	size_pct("101%", ram, -EDOM, 0);
+	size_pct("%", ram, -EDOM, 0);
+	size_pct("25 %", ram, -EDOM, 0);
+	size_pct("25%%", ram, -EDOM, 0);
+	size_pct("x%", ram, -EDOM, 0);
+	size_pct("nan%", ram, -EDOM, 0);
+	size_pct("inf%", ram, -EDOM, 0);
+	size_pct("1e999%", ram, -EDOM, 0);
+	/* not a size: the errors of sdrsa_parse_size */
+	size_pct("25", ram, 0, 25);
+	size_pct("abc", ram, -EINVAL, 0);
+	size_pct("", ram, -EINVAL, 0);
+	size_pct(NULL, ram, -EINVAL, 0);
+	size_pct("25%x", ram, -EINVAL, 0);
+	size_pct("16777216T", ram, -ERANGE, 0);
+}
+
+/* The RAM sysinfo() reports (what rsa-app used to ask), to the page. */
+static void test_machine_ram(void **state)
+{
+	struct sysinfo si;
+	uint64_t ram = sdrsa_machine_ram(), page = (uint64_t)sysconf(_SC_PAGESIZE), want;
+
+	(void)state;
+	assert_int_equal(sysinfo(&si), 0);
+	want = (uint64_t)si.totalram * si.mem_unit;
+	if (ram > want || want - ram >= page)
+		fail_msg("machine RAM %llu, sysinfo says %llu", (unsigned long long)ram,
+			 (unsigned long long)want);
 }
 
 static void dur_ok(const char *s, uint64_t want)
@@ -418,6 +483,8 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_parse_size),
 		cmocka_unit_test(test_parse_size_bad),
+		cmocka_unit_test(test_parse_size_or_pct),
+		cmocka_unit_test(test_machine_ram),
 		cmocka_unit_test(test_parse_duration),
 		cmocka_unit_test(test_hist),
 		cmocka_unit_test(test_parse_sockaddr),
