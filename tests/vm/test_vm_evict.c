@@ -12,13 +12,11 @@
  * Exit 0 pass, 1 fail, 77 skip (guest or agent not built; a failure with CI).
  */
 #include <errno.h>
-#include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
-#include "pattern.h"
 #include "vm_agent.h"
 #include "vm_harness.h"
 
@@ -26,8 +24,6 @@
 #define SIZE_MB 16
 #define SEED 7100
 #define KEEP 2
-
-static char md5s[ROUNDS + 1][33];
 
 /* The number after "key": in a JSON text, or -1. */
 static long long json_num(const char *s, const char *key)
@@ -46,27 +42,23 @@ int main(void)
 	struct vm *vm = NULL;
 	struct vm_proc srv = {.pid = 0, .out_fd = -1};
 	char why[512], addr[64], name[64], prefix[1024], line[1024], rundir[256] = "", run[128];
-	char got[64], out[8192];
-	uint64_t seed, r, file;
-	int rc = VM_PASS, st, writes = 0, checks = 0, want_checks = 0, i;
+	char out[8192];
+	struct vm_memloop ml;
+	int rc = VM_PASS, st, r;
 	long long in, sent;
-	const char *m;
 
 	if (vm_agent_available(why, sizeof(why)) < 0)
 		return vm_skip("%s", why);
-	for (i = 1; i <= ROUNDS; i++)
-		want_checks += i < KEEP ? i : KEEP;
-	for (i = 1; i <= ROUNDS; i++)
-		if (vm_host_md5(SEED + (uint64_t)i, SIZE_MB, md5s[i]) < 0)
-			return vm_skip("cannot compute md5 on the host (md5sum missing?)");
+	if (vm_memloop_init(&ml, ROUNDS, SIZE_MB, SEED, KEEP) < 0)
+		return vm_skip("cannot compute md5 on the host (md5sum missing?)");
 	if (vm_agent_rundir(rundir, sizeof(rundir)) < 0)
 		return vm_skip("cannot make a control directory in /tmp");
 	VM_CHECK(vm_server_start(&srv, addr, sizeof(addr)) == 0, "the memory server did not start");
 	snprintf(name, sizeof(name), "evict%d", (int)getpid());
 	snprintf(prefix, sizeof(prefix), "%s vm %s --server %s --local 32M --stats --",
 		 vm_agent_bin(), name, addr);
-	snprintf(run, sizeof(run), "sdrsa-memloop %d %dM %d %d; sleep 2", ROUNDS, SIZE_MB, SEED,
-		 KEEP);
+	vm_memloop_cmd(&ml, run, sizeof(run));
+	strncat(run, "; sleep 2", sizeof(run) - strlen(run) - 1);
 	o.ram_file = "none";
 	o.prefix = prefix;
 	o.mem = "256M";
@@ -78,35 +70,12 @@ int main(void)
 	VM_CHECK(vm_expect(vm, "SDRSA-GUEST: ready", 60000, NULL, 0) == 0,
 		 "the guest did not boot");
 
-	for (;;) {
+	do {
 		VM_CHECK(vm_expect(vm, "SDRSA-GUEST: memloop ", 60000, line, sizeof(line)) == 0,
 			 "the memory loop stopped");
-		if (strstr(line, "memloop done"))
-			break;
-		m = strstr(line, "md5=");
-		VM_CHECK(m && sscanf(m, "md5=%32s", got) == 1, "no md5 in '%s'", line);
-		VM_CHECK(vm_parse_u64(line, "round=", &r) == 0 && r >= 1 && r <= ROUNDS,
-			 "bad round in '%s'", line);
-		VM_CHECK(vm_parse_u64(line, "seed=", &seed) == 0, "no seed in '%s'", line);
-		if (strstr(line, "memloop write ")) {
-			file = r;
-			writes++;
-		} else {
-			VM_CHECK(vm_parse_u64(line, "file=", &file) == 0 && file >= 1 && file <= r,
-				 "bad file in '%s'", line);
-			VM_CHECK(strstr(line, " ok") != NULL, "the guest found a mismatch: %s",
-				 line);
-			checks++;
-		}
-		VM_CHECK(seed == SEED + file, "file %" PRIu64 " has seed %" PRIu64, file, seed);
-		VM_CHECK(!strcmp(got, md5s[file]),
-			 "md5 mismatch for file %" PRIu64 " in round %" PRIu64
-			 ": guest %s, host %s",
-			 file, r, got, md5s[file]);
-	}
-	VM_CHECK(strstr(line, "mismatches=0") != NULL, "%s", line);
-	VM_CHECK(writes == ROUNDS && checks == want_checks, "%d writes, %d rechecks", writes,
-		 checks);
+		r = vm_memloop_line(&ml, line);
+		VM_CHECK(r >= 0, "the memory loop's output is wrong (above)");
+	} while (r == 0);
 
 	/* The statistics of the running VM (the guest sleeps 2 s before poweroff). */
 	{
@@ -135,7 +104,7 @@ int main(void)
 	VM_CHECK(st == 0, "the agent ended with %d after the guest powered off", st);
 	vm_log("PASS: %d x %d MiB under a 32 MiB budget, %d md5s equal the host's, %lld pages out, "
 	       "%lld in, %.1f s",
-	       ROUNDS, SIZE_MB, writes + checks, sent, in, vm_seconds(vm));
+	       ROUNDS, SIZE_MB, ml.writes + ml.checks, sent, in, vm_seconds(vm));
 out:
 	vm_free(vm);
 	vm_proc_free(&srv);

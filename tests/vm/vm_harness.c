@@ -641,3 +641,93 @@ int vm_host_md5(uint64_t seed, unsigned size_mb, char out[33])
 	unlink(path);
 	return ok ? 0 : -EIO;
 }
+
+int vm_memloop_init(struct vm_memloop *m, unsigned rounds, unsigned size_mb, uint64_t seed,
+		    unsigned keep)
+{
+	int rc;
+
+	if (rounds < 1 || rounds > VM_MEMLOOP_MAX_ROUNDS || keep < 1)
+		return -EINVAL;
+	memset(m, 0, sizeof(*m));
+	m->rounds = rounds;
+	m->size_mb = size_mb;
+	m->seed = seed;
+	m->keep = keep;
+	/* Round r rechecks the files of rounds r-keep+1..r. */
+	for (unsigned r = 1; r <= rounds; r++)
+		m->want_checks += (int)(r < keep ? r : keep);
+	for (unsigned r = 1; r <= rounds; r++) {
+		rc = vm_host_md5(seed + r, size_mb, m->md5[r]);
+		if (rc < 0)
+			return rc;
+	}
+	return 0;
+}
+
+void vm_memloop_cmd(const struct vm_memloop *m, char *buf, size_t len)
+{
+	snprintf(buf, len, "sdrsa-memloop %u %uM %llu %u", m->rounds, m->size_mb,
+		 (unsigned long long)m->seed, m->keep);
+}
+
+int vm_memloop_line(struct vm_memloop *m, const char *line)
+{
+	const char *p = strstr(line, "md5=");
+	char got[33];
+	uint64_t round, seed, file, size;
+
+	if (strstr(line, "memloop done")) {
+		if (!strstr(line, "mismatches=0")) {
+			vm_log("the guest found mismatches: %s", line);
+			return -EINVAL;
+		}
+		if (m->writes != (int)m->rounds || m->checks != m->want_checks) {
+			vm_log("%d writes and %d rechecks, want %u and %d", m->writes, m->checks,
+			       m->rounds, m->want_checks);
+			return -EINVAL;
+		}
+		return 1;
+	}
+	if (!p || sscanf(p, "md5=%32s", got) != 1) {
+		vm_log("no md5 in '%s'", line);
+		return -EINVAL;
+	}
+	if (vm_parse_u64(line, "round=", &round) < 0 || round < 1 || round > m->rounds) {
+		vm_log("bad round in '%s'", line);
+		return -EINVAL;
+	}
+	if (vm_parse_u64(line, "seed=", &seed) < 0) {
+		vm_log("no seed in '%s'", line);
+		return -EINVAL;
+	}
+	if (strstr(line, "memloop write ")) {
+		file = round;
+		if (vm_parse_u64(line, "size=", &size) < 0 || size != (uint64_t)m->size_mb << 20) {
+			vm_log("short file: %s", line);
+			return -EINVAL;
+		}
+		m->writes++;
+	} else {
+		if (vm_parse_u64(line, "file=", &file) < 0 || file < 1 || file > round) {
+			vm_log("bad file in '%s'", line);
+			return -EINVAL;
+		}
+		if (!strstr(line, " ok")) {
+			vm_log("the guest found a mismatch: %s", line);
+			return -EINVAL;
+		}
+		m->checks++;
+	}
+	if (seed != m->seed + file) {
+		vm_log("file %llu has seed %llu", (unsigned long long)file,
+		       (unsigned long long)seed);
+		return -EINVAL;
+	}
+	if (strcmp(got, m->md5[file])) {
+		vm_log("md5 mismatch for file %llu in round %llu: guest %s, host %s",
+		       (unsigned long long)file, (unsigned long long)round, got, m->md5[file]);
+		return -EINVAL;
+	}
+	return 0;
+}

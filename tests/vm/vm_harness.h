@@ -112,4 +112,31 @@ int vm_parse_u64(const char *line, const char *key, uint64_t *out);
  * Returns 0, -errno or -EIO. */
 int vm_host_md5(uint64_t seed, unsigned size_mb, char out[33]);
 
+/* ---- the guest's memory loop (guest/initramfs/sdrsa-memloop) ---- */
+
+#define VM_MEMLOOP_MAX_ROUNDS 8
+
+/* What `sdrsa-memloop ROUNDS SIZE_MB SEED KEEP` must print: in round r a
+ * write of file r (seed SEED+r, SIZE_MB MiB), then a recheck of each file
+ * still kept (the last KEEP), every md5 equal to the host's, and a last
+ * line with no mismatch. */
+struct vm_memloop {
+	unsigned rounds, size_mb, keep;
+	uint64_t seed;
+	char md5[VM_MEMLOOP_MAX_ROUNDS + 1][33]; /* md5[r]: the file of round r */
+	int writes, checks;                      /* lines seen so far */
+	int want_checks;                         /* rechecks in a whole run */
+};
+
+/* Set up m and compute every file's md5 on the host. 0, -EINVAL (rounds
+ * not 1..VM_MEMLOOP_MAX_ROUNDS, keep 0) or vm_host_md5's error. */
+int vm_memloop_init(struct vm_memloop *m, unsigned rounds, unsigned size_mb, uint64_t seed,
+		    unsigned keep);
+/* The guest command that runs it. */
+void vm_memloop_cmd(const struct vm_memloop *m, char *buf, size_t len);
+/* Check one "SDRSA-GUEST: memloop ..." console line against m: 0 for a
+ * write or recheck that matches the host, 1 for the last line when the run
+ * was whole and clean, -EINVAL (the reason logged) for anything wrong. */
+int vm_memloop_line(struct vm_memloop *m, const char *line);
+
 #endif
