@@ -38,7 +38,6 @@ static double now_s(void)
 
 int main(void)
 {
-	struct vm_opts o = {0};
 	struct vm *vm = NULL;
 	struct vm_proc srv = {.pid = 0, .out_fd = -1};
 	char why[512], addr[64], name[64], prefix[1024], line[1024], rundir[256] = "";
@@ -56,14 +55,9 @@ int main(void)
 	snprintf(name, sizeof(name), "kill%d", (int)getpid());
 	snprintf(prefix, sizeof(prefix), "%s vm %s --server %s --local 32M --", vm_agent_bin(),
 		 name, addr);
-	o.ram_file = "none";
-	o.prefix = prefix;
-	o.mem = "256M";
-	o.run = "sdrsa-memloop 1000 16M 9000 2";
-	o.timeout_s = 80;
-	VM_CHECK(vm_start(&o, &vm) == 0, "QEMU did not start");
-	VM_CHECK(vm_expect(vm, "QEMU pid", 30000, line, sizeof(line)) == 0,
-		 "the agent did not start QEMU");
+	VM_CHECK(vm_agent_boot(prefix, "sdrsa-memloop 1000 16M 9000 2", NULL, &vm, line,
+			       sizeof(line)) == 0,
+		 "the guest did not start under the agent");
 	qemu = vm_agent_qemu_pid(line);
 	agent = vm_pid(vm);
 	VM_CHECK(qemu > 0 && agent > 0, "no QEMU pid in '%s'", line);

@@ -39,7 +39,6 @@ static int expect_cmd(const char *const *argv, int want, const char *needle)
 
 int main(void)
 {
-	struct vm_opts o = {0};
 	struct vm *vm = NULL;
 	struct vm_proc srv = {.pid = 0, .out_fd = -1};
 	char why[512], addr[64], name[64], other[64], prefix[1024], rundir[256] = "", line[1024];
@@ -99,13 +98,8 @@ int main(void)
 	/* A running VM. */
 	VM_CHECK(vm_server_start(&srv, addr, sizeof(addr)) == 0, "the memory server did not start");
 	snprintf(prefix, sizeof(prefix), "%s vm %s --server %s --local 64M --", bin, name, addr);
-	o.ram_file = "none";
-	o.prefix = prefix;
-	o.mem = "256M";
-	o.after = "shell";
-	o.timeout_s = 80;
-	VM_CHECK(vm_start(&o, &vm) == 0, "QEMU did not start");
-	VM_CHECK(vm_expect(vm, "QEMU pid", 30000, NULL, 0) == 0, "the agent did not start QEMU");
+	VM_CHECK(vm_agent_boot(prefix, NULL, "shell", &vm, NULL, 0) == 0,
+		 "the guest did not start under the agent");
 	VM_CHECK(vm_expect(vm, "SDRSA-GUEST: shell", 60000, NULL, 0) == 0,
 		 "the guest did not boot");
 	{

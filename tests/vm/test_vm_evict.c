@@ -38,7 +38,6 @@ static long long json_num(const char *s, const char *key)
 
 int main(void)
 {
-	struct vm_opts o = {0};
 	struct vm *vm = NULL;
 	struct vm_proc srv = {.pid = 0, .out_fd = -1};
 	char why[512], addr[64], name[64], prefix[1024], line[1024], rundir[256] = "", run[128];
@@ -59,14 +58,8 @@ int main(void)
 		 vm_agent_bin(), name, addr);
 	vm_memloop_cmd(&ml, run, sizeof(run));
 	strncat(run, "; sleep 2", sizeof(run) - strlen(run) - 1);
-	o.ram_file = "none";
-	o.prefix = prefix;
-	o.mem = "256M";
-	o.run = run;
-	o.timeout_s = 80;
-	VM_CHECK(vm_start(&o, &vm) == 0, "QEMU did not start");
-	VM_CHECK(vm_expect(vm, "QEMU pid", 30000, line, sizeof(line)) == 0,
-		 "the agent did not start QEMU");
+	VM_CHECK(vm_agent_boot(prefix, run, NULL, &vm, NULL, 0) == 0,
+		 "the guest did not start under the agent");
 	VM_CHECK(vm_expect(vm, "SDRSA-GUEST: ready", 60000, NULL, 0) == 0,
 		 "the guest did not boot");
 

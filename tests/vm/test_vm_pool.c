@@ -28,7 +28,6 @@
 
 int main(void)
 {
-	struct vm_opts o = {0};
 	struct vm *vm = NULL;
 	struct vm_proc srv[NSRV];
 	char why[512], addr[NSRV][64], name[64], prefix[1024], line[1024], rundir[256] = "";
@@ -52,14 +51,8 @@ int main(void)
 		 "%s vm %s --server %s --server %s --server %s --replicas 2 --local 32M --stats --",
 		 vm_agent_bin(), name, addr[0], addr[1], addr[2]);
 	vm_memloop_cmd(&ml, run, sizeof(run));
-	o.ram_file = "none";
-	o.prefix = prefix;
-	o.mem = "256M";
-	o.run = run;
-	o.timeout_s = 80;
-	VM_CHECK(vm_start(&o, &vm) == 0, "QEMU did not start");
-	VM_CHECK(vm_expect(vm, "QEMU pid", 30000, line, sizeof(line)) == 0,
-		 "the agent did not start QEMU");
+	VM_CHECK(vm_agent_boot(prefix, run, NULL, &vm, NULL, 0) == 0,
+		 "the guest did not start under the agent");
 	VM_CHECK(vm_expect(vm, "SDRSA-GUEST: ready", 60000, NULL, 0) == 0,
 		 "the guest did not boot");
 

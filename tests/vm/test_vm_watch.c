@@ -75,7 +75,6 @@ static void settle_lines(struct vm_proc *w, int ms, struct counts *c)
 
 int main(void)
 {
-	struct vm_opts o = {0};
 	struct vm *vm = NULL;
 	struct vm_proc srv = {.pid = 0, .out_fd = -1}, w = {.pid = 0, .out_fd = -1};
 	struct sdrsa_client *cl = NULL;
@@ -95,15 +94,8 @@ int main(void)
 	snprintf(name, sizeof(name), "watch%d", (int)getpid());
 	snprintf(prefix, sizeof(prefix), "%s vm %s --server %s --local 64M --", vm_agent_bin(),
 		 name, addr);
-	o.ram_file = "none";
-	o.prefix = prefix;
-	o.mem = "256M";
-	o.run = "test_chrdev";
-	o.after = "shell";
-	o.timeout_s = 80;
-	VM_CHECK(vm_start(&o, &vm) == 0, "QEMU did not start");
-	VM_CHECK(vm_expect(vm, "QEMU pid", 30000, line, sizeof(line)) == 0,
-		 "the agent did not start QEMU");
+	VM_CHECK(vm_agent_boot(prefix, "test_chrdev", "shell", &vm, NULL, 0) == 0,
+		 "the guest did not start under the agent");
 	VM_CHECK(vm_expect(vm, "SDRSA-GUEST: chrdev device=", 60000, line, sizeof(line)) == 0,
 		 "test_chrdev did not start in the guest");
 	VM_CHECK(vm_parse_u64(line, "phys=", &phys) == 0 && phys % 4096 == 0,

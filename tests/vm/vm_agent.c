@@ -307,3 +307,26 @@ pid_t vm_agent_qemu_pid(const char *line)
 
 	return p ? (pid_t)atoi(p + 9) : 0;
 }
+
+int vm_agent_boot(const char *prefix, const char *run, const char *after, struct vm **vm,
+		  char *line, size_t len)
+{
+	struct vm_opts o = {0};
+	int r;
+
+	o.ram_file = "none";
+	o.prefix = prefix;
+	o.mem = "256M";
+	o.run = run;
+	o.after = after;
+	o.timeout_s = 80;
+	r = vm_start(&o, vm);
+	if (r < 0) {
+		vm_log("QEMU did not start");
+		return r;
+	}
+	r = vm_expect(*vm, "QEMU pid", 30000, line, len);
+	if (r < 0)
+		vm_log("the agent did not start QEMU");
+	return r;
+}

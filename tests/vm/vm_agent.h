@@ -56,6 +56,17 @@ void vm_proc_free(struct vm_proc *p);
  * Returns the exit code, 128+signal, or -errno. */
 int vm_run_cmd(const char *const *argv, int timeout_ms, char *out, size_t len);
 
+struct vm;
+
+/* Boot the guest under the agent: PREFIX is the agent's command line up to
+ * and including "--" (`rsa-app vm NAME --server ... --`); 256 MiB of guest
+ * RAM in QEMU's own memory, 80 s limit, run and after as in struct vm_opts
+ * (NULL: none, default). Waits up to 30 s for the agent's "QEMU pid" line,
+ * copied to line when given. 0 and *vm (vm_free() it, also on failure), or
+ * -errno with the reason logged. */
+int vm_agent_boot(const char *prefix, const char *run, const char *after, struct vm **vm,
+		  char *line, size_t len);
+
 /* The "QEMU pid N" the agent prints at start, from a console line. */
 pid_t vm_agent_qemu_pid(const char *line);
 
