@@ -999,11 +999,29 @@ int h_send_hello(struct h_conn *c, const char *name, struct sdrsa_hdr *req, uint
 	return h_send_frame(c->fd, req, out);
 }
 
+/* One step of the handshake (HELLO or AUTH, named in *step when step is
+ * not NULL): 0 with the reply in rep and in, the status the server refused
+ * it with (> 0), or -errno. */
+static int handshake_call(struct h_conn *c, uint8_t op, const uint8_t *payload, uint32_t len,
+			  int *step, struct sdrsa_hdr *rep, uint8_t *in, size_t cap)
+{
+	struct sdrsa_hdr req;
+	int rc;
+
+	if (step)
+		*step = op;
+	h_req(c, &req, op, 0, len, payload);
+	rc = h_call(c, &req, payload, rep, in, cap);
+	if (rc)
+		return rc;
+	return rep->status != SDRSA_S_OK ? rep->status : 0;
+}
+
 int h_handshake(int fd, const char *name, const uint8_t *key, struct h_conn *c, int *step)
 {
 	struct sdrsa_challenge ch;
 	struct sdrsa_welcome w;
-	struct sdrsa_hdr req, rep;
+	struct sdrsa_hdr rep;
 	uint8_t out[SDRSA_HELLO_MAX], in[512], mac[SDRSA_MAC_SIZE], nonce[SDRSA_NONCE_SIZE];
 	size_t n;
 	int rc;
@@ -1012,14 +1030,11 @@ int h_handshake(int fd, const char *name, const uint8_t *key, struct h_conn *c, 
 	c->fd = fd;
 	snprintf(c->name, sizeof(c->name), "%s", name);
 	n = h_hello(name, out, nonce);
-	if (step)
-		*step = SDRSA_OP_HELLO;
-	h_req(c, &req, SDRSA_OP_HELLO, 0, (uint32_t)n, out);
-	rc = h_call(c, &req, out, &rep, in, sizeof(in));
-	if (rc)
+	rc = handshake_call(c, SDRSA_OP_HELLO, out, (uint32_t)n, step, &rep, in, sizeof(in));
+	if (rc > 0)
+		return rc;
+	if (rc < 0)
 		goto fail;
-	if (rep.status != SDRSA_S_OK)
-		return rep.status;
 	if (sdrsa_challenge_decode(in, rep.len, &ch)) {
 		violation("HELLO reply is not a challenge (len %u)", rep.len);
 		rc = -EPROTO;
@@ -1031,14 +1046,11 @@ int h_handshake(int fd, const char *name, const uint8_t *key, struct h_conn *c, 
 		sdrsa_auth_mac(key, 0, nonce, ch.nonce, name, mac);
 	else
 		memset(mac, 0, sizeof(mac));
-	if (step)
-		*step = SDRSA_OP_AUTH;
-	h_req(c, &req, SDRSA_OP_AUTH, 0, SDRSA_AUTH_SIZE, mac);
-	rc = h_call(c, &req, mac, &rep, in, sizeof(in));
-	if (rc)
+	rc = handshake_call(c, SDRSA_OP_AUTH, mac, SDRSA_AUTH_SIZE, step, &rep, in, sizeof(in));
+	if (rc > 0)
+		return rc;
+	if (rc < 0)
 		goto fail;
-	if (rep.status != SDRSA_S_OK)
-		return rep.status;
 	if (sdrsa_welcome_decode(in, rep.len, &w)) {
 		violation("AUTH reply is not a welcome (len %u)", rep.len);
 		rc = -EPROTO;
