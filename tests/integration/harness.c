@@ -1459,3 +1459,19 @@ void h_victim_close(struct h_victim *v)
 {
 	h_close(&v->c);
 }
+
+int h_write_file(const char *path, const char *text, mode_t mode)
+{
+	size_t n = strlen(text);
+	int fd;
+
+	unlink(path);
+	fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+	if (fd < 0)
+		return -errno;
+	if (write(fd, text, n) != (ssize_t)n || fchmod(fd, mode)) {
+		close(fd);
+		return -EIO;
+	}
+	return close(fd);
+}

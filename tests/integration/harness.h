@@ -87,6 +87,9 @@ const char *h_tmpdir(void);
 const char *h_server_bin(void);
 /* Raise RLIMIT_NOFILE to at least n; 0 or -errno. */
 int h_raise_nofile(unsigned long n);
+/* Replace the file at path with text, mode mode (key files: 0600). 0 or
+ * -errno. */
+int h_write_file(const char *path, const char *text, mode_t mode);
 
 /* ---- the server process ---- */
 

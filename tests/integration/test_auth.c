@@ -8,11 +8,9 @@
  * closed, while a client connected before keeps its pages.
  */
 #include <errno.h>
-#include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
 #include <unistd.h>
 
 #include <sodium.h>
@@ -31,20 +29,12 @@ static unsigned failures_expected;
 static int write_keys(const char *path)
 {
 	char hex_a[65], hex_b[65], text[512];
-	int fd, n;
 
 	sdrsa_hex_encode(key_alice, sizeof(key_alice), hex_a);
 	sdrsa_hex_encode(key_bob, sizeof(key_bob), hex_b);
-	n = snprintf(text, sizeof(text), "# test keys\nalice %s\nbob %s  # second client\n", hex_a,
-		     hex_b);
-	fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
-	if (fd < 0)
-		return -errno;
-	if (write(fd, text, (size_t)n) != n) {
-		close(fd);
-		return -EIO;
-	}
-	return close(fd);
+	snprintf(text, sizeof(text), "# test keys\nalice %s\nbob %s  # second client\n", hex_a,
+		 hex_b);
+	return h_write_file(path, text, 0600);
 }
 
 /* Handshake on a fresh socket expecting refusal `status`, then a close. */

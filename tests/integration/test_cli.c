@@ -8,14 +8,12 @@
  * --help documents every option.
  */
 #include <errno.h>
-#include <fcntl.h>
 #include <netinet/in.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
-#include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -124,21 +122,6 @@ static int t_huge_size(void)
 	return H_PASS;
 }
 
-static int write_file(const char *path, const char *text, mode_t mode)
-{
-	int fd;
-
-	unlink(path);
-	fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
-	if (fd < 0)
-		return -errno;
-	if (write(fd, text, strlen(text)) != (ssize_t)strlen(text) || fchmod(fd, mode)) {
-		close(fd);
-		return -EIO;
-	}
-	return close(fd);
-}
-
 static int t_key_files(void)
 {
 	char path[256], missing[256];
@@ -147,12 +130,12 @@ static int t_key_files(void)
 
 	snprintf(path, sizeof(path), "%s/keys", h_tmpdir());
 	snprintf(missing, sizeof(missing), "%s/no-such-keys", h_tmpdir());
-	CHECK(write_file(path, good, 0644) == 0);
+	CHECK(h_write_file(path, good, 0644) == 0);
 	REFUSE(-1, "4M", "--listen", "127.0.0.1:0", "--key-file", path);
-	CHECK(write_file(path, good, 0640) == 0);
+	CHECK(h_write_file(path, good, 0640) == 0);
 	REFUSE(-1, "4M", "--listen", "127.0.0.1:0", "--key-file", path);
 	REFUSE(-1, "4M", "--listen", "127.0.0.1:0", "--key-file", missing);
-	CHECK(write_file(path, "alice 0011\n", 0600) == 0);
+	CHECK(h_write_file(path, "alice 0011\n", 0600) == 0);
 	REFUSE(-1, "4M", "--listen", "127.0.0.1:0", "--key-file", path);
 	CHECKM(strstr(err, "line 1") || strstr(err, ":1:"), "no line number in: %s", err);
 	/* the same file with mode 0600 is accepted */
@@ -162,7 +145,7 @@ static int t_key_files(void)
 					     NULL };
 		int st;
 
-		CHECK(write_file(path, good, 0600) == 0);
+		CHECK(h_write_file(path, good, 0600) == 0);
 		CHECK(h_server_start(&s, args) == 0);
 		st = h_server_stop(&s, SIGTERM, 5000);
 		CHECK(st >= 0 && WIFEXITED(st) && WEXITSTATUS(st) == 0);

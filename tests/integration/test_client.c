@@ -9,7 +9,6 @@
  * EBUSY), keys and key files, Unix sockets, and one handle per thread.
  */
 #include <errno.h>
-#include <fcntl.h>
 #include <netinet/in.h>
 #include <pthread.h>
 #include <signal.h>
@@ -17,7 +16,6 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
-#include <sys/stat.h>
 #include <unistd.h>
 
 #include <sodium.h>
@@ -666,21 +664,6 @@ static int t_bad_address(void)
 
 /* ---- keys ---- */
 
-static int write_file(const char *path, const char *text, mode_t mode)
-{
-	int fd;
-
-	unlink(path);
-	fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
-	if (fd < 0)
-		return -errno;
-	if (write(fd, text, strlen(text)) != (ssize_t)strlen(text) || fchmod(fd, mode)) {
-		close(fd);
-		return -EIO;
-	}
-	return close(fd);
-}
-
 static int t_keys(void)
 {
 	struct h_server ks;
@@ -696,7 +679,7 @@ static int t_keys(void)
 	sdrsa_hex_encode(k1, sizeof(k1), hex);
 	snprintf(path, sizeof(path), "%s/lib-keys", h_tmpdir());
 	snprintf(text, sizeof(text), "# keys\nlibtest %s\n", hex);
-	CHECK(write_file(path, text, 0600) == 0);
+	CHECK(h_write_file(path, text, 0600) == 0);
 	/* sdrsa_key_load */
 	CHECK(sdrsa_key_load(path, "libtest", loaded) == 0);
 	CHECK(memcmp(loaded, k1, sizeof(k1)) == 0);
@@ -723,9 +706,9 @@ static int t_keys(void)
 	CHECK(c == NULL);
 
 	/* key files others can read, malformed, missing */
-	CHECK(write_file(path, text, 0644) == 0);
+	CHECK(h_write_file(path, text, 0644) == 0);
 	CHECK(sdrsa_key_load(path, "libtest", loaded) == -EPERM);
-	CHECK(write_file(path, "libtest 1234\n", 0600) == 0);
+	CHECK(h_write_file(path, "libtest 1234\n", 0600) == 0);
 	CHECK(sdrsa_key_load(path, "libtest", loaded) == -EBADMSG);
 	unlink(path);
 	CHECK(sdrsa_key_load(path, "libtest", loaded) == -ENOENT);
