@@ -466,7 +466,9 @@ static int64_t range_offset(const struct vm *vm, uint64_t gpa, size_t len)
 	return a;
 }
 
-int vm_read_phys(struct vm *vm, uint64_t gpa, void *buf, size_t len)
+/* len bytes at guest-physical gpa: pread into rbuf, or pwrite wbuf when
+ * rbuf is NULL. */
+static int phys_io(struct vm *vm, uint64_t gpa, void *rbuf, const void *wbuf, size_t len)
 {
 	int64_t base = range_offset(vm, gpa, len);
 	size_t off = 0;
@@ -478,7 +480,9 @@ int vm_read_phys(struct vm *vm, uint64_t gpa, void *buf, size_t len)
 	if (err < 0)
 		return err;
 	while (off < len) {
-		ssize_t n = pread(vm->ram_fd, (char *)buf + off, len - off, (off_t)base + (off_t)off);
+		off_t at = (off_t)base + (off_t)off;
+		ssize_t n = rbuf ? pread(vm->ram_fd, (char *)rbuf + off, len - off, at)
+				 : pwrite(vm->ram_fd, (const char *)wbuf + off, len - off, at);
 
 		if (n < 0 && errno == EINTR)
 			continue;
@@ -489,28 +493,14 @@ int vm_read_phys(struct vm *vm, uint64_t gpa, void *buf, size_t len)
 	return 0;
 }
 
+int vm_read_phys(struct vm *vm, uint64_t gpa, void *buf, size_t len)
+{
+	return phys_io(vm, gpa, buf, NULL, len);
+}
+
 int vm_write_phys(struct vm *vm, uint64_t gpa, const void *buf, size_t len)
 {
-	int64_t base = range_offset(vm, gpa, len);
-	size_t off = 0;
-	int err;
-
-	if (base < 0)
-		return (int)base;
-	err = ram_open(vm);
-	if (err < 0)
-		return err;
-	while (off < len) {
-		ssize_t n = pwrite(vm->ram_fd, (const char *)buf + off, len - off,
-				   (off_t)base + (off_t)off);
-
-		if (n < 0 && errno == EINTR)
-			continue;
-		if (n <= 0)
-			return n < 0 ? -errno : -EIO;
-		off += (size_t)n;
-	}
-	return 0;
+	return phys_io(vm, gpa, NULL, buf, len);
 }
 
 static int reap(struct vm *vm, int block)
