@@ -223,21 +223,33 @@ static void became_nonlocal(struct pager *p, uint64_t pg)
 	}
 }
 
+/* Put staged page pg back into the guest from its staging slot (wp:
+ * write-protected, so that its first write faults) and free the slot: the
+ * page is resident again. 0 or the backend's -errno. */
+static int unstage(struct pager *p, uint64_t pg, int wp)
+{
+	uint32_t s = p->sslot[pg];
+	int r = p->cfg.ops->install(p->cfg.be, pg, stg_page(p, s), wp);
+
+	if (r < 0 && r != -EEXIST)
+		return r;
+	p->stg_free[p->nfree++] = s;
+	p->n_stg--;
+	p->n_res++;
+	p->st[pg] = S_RES;
+	return 0;
+}
+
 /* A victim the server refused (its pool is full, or our quota): it stays
  * local, over the budget, rather than the guest being stopped. A staged
  * page goes back into the guest (a dirty install, no fault needed). */
 static int keep_local(struct pager *p, uint64_t pg, uint32_t slot)
 {
 	if (p->st[pg] == S_STAGED) {
-		uint32_t s = p->sslot[pg];
-		int r = p->cfg.ops->install(p->cfg.be, pg, stg_page(p, s), 0);
+		int r = unstage(p, pg, 0);
 
-		if (r < 0 && r != -EEXIST)
+		if (r < 0)
 			return r;
-		p->stg_free[p->nfree++] = s;
-		p->n_stg--;
-		p->n_res++;
-		p->st[pg] = S_RES;
 	}
 	/* A protected dirty page: its next write is a WP fault, unprotected then. */
 	policy_requeue(p->pol, slot);
@@ -749,16 +761,9 @@ int pager_fault(struct pager *p, uint64_t pg, enum pager_access kind)
 		return r;
 	switch (p->st[pg]) {
 	case S_STAGED: {
-		uint32_t s = p->sslot[pg];
-
-		r = p->cfg.ops->install(p->cfg.be, pg, stg_page(p, s),
-					!write && !(p->fl[pg] & F_DIRTY));
-		if (r < 0 && r != -EEXIST)
+		r = unstage(p, pg, !write && !(p->fl[pg] & F_DIRTY));
+		if (r < 0)
 			return r;
-		p->stg_free[p->nfree++] = s;
-		p->n_stg--;
-		p->n_res++;
-		p->st[pg] = S_RES;
 		policy_on_refill(p->pol, p->pslot[pg]);
 		p->s.faults_refill++;
 		if (write)
@@ -914,13 +919,9 @@ int pager_restore_all(struct pager *p)
 		int r;
 
 		if (p->st[pg] == S_STAGED) {
-			r = p->cfg.ops->install(p->cfg.be, pg, stg_page(p, p->sslot[pg]), 0);
-			if (r < 0 && r != -EEXIST)
+			r = unstage(p, pg, 0);
+			if (r < 0)
 				return r;
-			p->stg_free[p->nfree++] = p->sslot[pg];
-			p->n_stg--;
-			p->n_res++;
-			p->st[pg] = S_RES;
 			policy_requeue(p->pol, p->pslot[pg]);
 		} else if (p->st[pg] == S_REMOTE) {
 			r = p->cfg.store->ops->get_many(p->cfg.store, &key, &buf, 1);
