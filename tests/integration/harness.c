@@ -919,16 +919,25 @@ int h_wait_closed(int fd, int timeout_ms, uint64_t *elapsed_ms)
 	}
 }
 
-int h_expect_status(int fd, uint16_t status, int64_t req_id, int must_close, const char *what)
+/* h_recv of one reply whose payload does not matter: 0, -ENOMEM or h_recv's
+ * error. */
+static int recv_reply_hdr(int fd, struct sdrsa_hdr *h)
 {
-	struct sdrsa_hdr h;
 	uint8_t *buf = malloc(SDRSA_MAX_PAYLOAD);
 	int rc;
 
 	if (!buf)
-		return H_FAIL;
-	rc = h_recv(fd, &h, buf, SDRSA_MAX_PAYLOAD, H_TIMEOUT_MS);
+		return -ENOMEM;
+	rc = h_recv(fd, h, buf, SDRSA_MAX_PAYLOAD, H_TIMEOUT_MS);
 	free(buf);
+	return rc;
+}
+
+int h_expect_status(int fd, uint16_t status, int64_t req_id, int must_close, const char *what)
+{
+	struct sdrsa_hdr h;
+	int rc = recv_reply_hdr(fd, &h);
+
 	if (rc) {
 		h_log("%s: expected a %s reply, got none (%s)", what, sdrsa_status_name(status),
 		      strerror(-rc));
@@ -957,13 +966,8 @@ int h_expect_status(int fd, uint16_t status, int64_t req_id, int must_close, con
 int h_expect_error_or_close(int fd, const char *what)
 {
 	struct sdrsa_hdr h;
-	uint8_t *buf = malloc(SDRSA_MAX_PAYLOAD);
-	int rc;
+	int rc = recv_reply_hdr(fd, &h);
 
-	if (!buf)
-		return H_FAIL;
-	rc = h_recv(fd, &h, buf, SDRSA_MAX_PAYLOAD, H_TIMEOUT_MS);
-	free(buf);
 	if (rc == -ECONNRESET)
 		return H_PASS;
 	if (rc) {
