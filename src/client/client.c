@@ -917,23 +917,33 @@ int sdrsa_reap(struct sdrsa_client *c, struct sdrsa_completion *out, size_t max,
 {
 	uint64_t deadline;
 	size_t n = 0;
+	int sent = 0;
 
 	if (!c || (max && !out))
 		return -EINVAL;
-	if (c->fd >= 0)
+	if (c->fd >= 0) {
+		sent = c->nunsent > 0;
 		flush_queue(c); /* a failure completes everything: reported below */
+	}
 	min = MIN(min, max);
 	min = MIN(min, (size_t)c->user_ops);
 	deadline = deadline_after(timeout_ms < 0 ? c->timeout_ms : timeout_ms);
-	/* One look at the socket even when enough is queued, so that a
-	 * caller driven by poll() on our fd always makes progress. */
-	if (c->fd >= 0 && c->nsent && c->cq_len < max)
-		recv_once(c);
-	/* No yield_first here: it did not speed up pipelined gets or puts
-	 * measurably (pagebench, pinned, 10 alternating pairs). */
-	while (c->cq_len < min && c->fd >= 0)
-		if (recv_some(c, deadline, 0) <= 0)
-			break;
+	if (c->cq_len >= min) {
+		/* Nothing to wait for, but one look at the socket, so that a
+		 * caller driven by poll() on our fd always makes progress. */
+		if (c->fd >= 0 && c->nsent && c->cq_len < max)
+			recv_once(c);
+	} else {
+		/* recv_some() looks first itself; after a send, it lets the
+		 * server run before that look (see recv_some()). */
+		int yield_first = sent;
+
+		while (c->cq_len < min && c->fd >= 0) {
+			if (recv_some(c, deadline, yield_first) <= 0)
+				break;
+			yield_first = 0;
+		}
+	}
 	while (n < max && client_pop_completion(c, &out[n]) == 0)
 		n++;
 	if (!n && c->fd < 0)
