@@ -18,6 +18,13 @@
  * meanwhile) the buffer's content is unspecified: never use it. After
  * -ENOENT it is untouched (no data was sent for it).
  *
+ * A connection given up on (a timeout or other connection error, a
+ * reconnect, or a free with operations unanswered) is closed with a reset,
+ * so the kernel drops what it has not delivered yet: a failed operation never
+ * reaches the server later (after the link comes back, say), where it could
+ * undo a newer one. One the server had already received may have been
+ * carried out: a PUT that timed out may or may not be stored.
+ *
  * Threading: a struct sdrsa_client is not thread-safe. Use one handle per
  * thread (each is its own connection, bound to the same namespace when they
  * share a name), or serialise calls on a handle with your own lock. Separate

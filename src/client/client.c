@@ -151,12 +151,29 @@ static uint64_t conn_deadline(struct sdrsa_client *c, uint64_t now)
 
 /* ---- connection I/O ------------------------------------------------------ */
 
+/*
+ * Close a connection whose operations are being given up (failed, timed
+ * out, or dropped to reconnect): abortively (SO_LINGER 0, a reset), so that
+ * the kernel discards what it has not delivered yet. An orderly close would
+ * keep retransmitting it after we are gone: a PUT that timed out while the
+ * link was down would reach the server when the link came back, possibly
+ * after the same page's newer PUT on the next connection, and put the old
+ * data back (test_pool's late_put).
+ */
+static void close_abort(int fd)
+{
+	struct linger lg = {.l_onoff = 1, .l_linger = 0};
+
+	(void)setsockopt(fd, SOL_SOCKET, SO_LINGER, &lg, sizeof(lg));
+	close(fd);
+}
+
 static void teardown(struct sdrsa_client *c, int err)
 {
 	if (c->fd >= 0) {
 		client_log(c, err == -ECONNRESET ? SDRSA_LOG_DEBUG : SDRSA_LOG_WARN,
 			   "connection to %s closed: %s", c->address, strerror(-err));
-		close(c->fd);
+		close_abort(c->fd);
 		c->fd = -1;
 	}
 	client_queue_fail_all(c, err);
@@ -624,7 +641,9 @@ void sdrsa_client_free(struct sdrsa_client *c)
 {
 	if (!c)
 		return;
-	if (c->fd >= 0)
+	if (c->fd >= 0 && (c->nsent || c->nunsent))
+		close_abort(c->fd); /* operations abandoned: see close_abort() */
+	else if (c->fd >= 0)
 		close(c->fd);
 	client_queue_destroy(c);
 	free(c->address);
@@ -639,7 +658,7 @@ int sdrsa_client_reconnect(struct sdrsa_client *c)
 	if (c->fd >= 0) {
 		client_log(c, SDRSA_LOG_DEBUG, "dropping the connection to %s to reconnect",
 			   c->address);
-		close(c->fd);
+		close_abort(c->fd);
 		c->fd = -1;
 	}
 	client_queue_fail_all(c, -ECONNRESET);

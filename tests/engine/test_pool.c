@@ -16,6 +16,8 @@
  *            back and the server is used again.
  *   stall:   the same with one server stopped (SIGSTOP); it resumes, is
  *            probed and used again.
+ *   late_put: libsdrsa alone: a PUT that timed out while the link was down
+ *            is not applied when the link comes back.
  *   quota:   one server with a small quota: pages go to the others, the
  *            engine never keeps a page for lack of room.
  *   toomany: two of three servers killed under 2 replicas: the program stops
@@ -511,6 +513,52 @@ static int t_stall(void)
 	return lost_and_back("pool-stall", stop_s0, cont_s0, "resumed, rewritten and read back");
 }
 
+/* libsdrsa gives up on a PUT (a timeout: the link is down) and closes the
+ * connection. Once the link is back, the server must not apply that PUT: the
+ * caller was told it failed and may have stored the page elsewhere or a
+ * newer version since. With an orderly close the kernel kept the PUT queued
+ * and delivered it as soon as the link came back. */
+static int t_late_put(void)
+{
+	struct sdrsa_client_config cfg = {
+	    .address = g_addr[2], .name = "late-put", .timeout_ms = 300};
+	static uint8_t page[PG];
+	const uint64_t addr = 7 * PG;
+	struct sdrsa_client *c;
+	int r;
+
+	start_server(2, NULL, NULL);
+	CHECK(sdrsa_client_connect(&cfg, &c) == 0);
+	t_fill(page, 7, 1);
+	CHECK(sdrsa_put(c, addr, page) == 0);
+	CHECK(sh("ip -n %s link set %s down", g_ns_cli, g_if_cli[2]) == 0);
+	t_fill(page, 7, 2);
+	r = sdrsa_put(c, addr, page);
+	fprintf(stderr, "  put with the link down: %s\n", strerror(-r));
+	CHECK(r < 0);
+	usleep(500 * 1000);
+	CHECK(sh("ip -n %s link set %s up", g_ns_cli, g_if_cli[2]) == 0);
+	usleep(1500 * 1000); /* what the kernel still held would arrive now */
+	uint64_t t0 = sdrsa_now_ms();
+	while ((r = sdrsa_client_reconnect(c)) < 0) {
+		CHECK(sdrsa_now_ms() - t0 < 10000);
+		usleep(50 * 1000);
+	}
+	memset(page, 0, sizeof(page));
+	CHECK(sdrsa_get(c, addr, page) == 0);
+	const uint64_t *w = (const uint64_t *)page;
+	fprintf(stderr, "  read back: version %llu (want 1)\n", (unsigned long long)w[1]);
+	CHECK(t_check(page, 7, 1) == 0);
+	t_fill(page, 7, 3);
+	CHECK(sdrsa_put(c, addr, page) == 0);
+	memset(page, 0, sizeof(page));
+	CHECK(sdrsa_get(c, addr, page) == 0);
+	CHECK(t_check(page, 7, 3) == 0);
+	sdrsa_client_free(c);
+	stop_servers();
+	return T_PASS;
+}
+
 static int t_quota(void)
 {
 	/* Equal weights: server 0 gets its third of the pages until its quota
@@ -718,6 +766,7 @@ int main(int argc, char **argv)
 	} tests[] = {
 		{"kill", t_kill},	{"linkcut", t_linkcut}, {"stall", t_stall}, {"quota", t_quota},
 		{"toomany", t_toomany}, {"drain", t_drain},	{"rsa_app", t_rsa_app},
+		{"late_put", t_late_put},
 	};
 	if (argc < 3) {
 		fprintf(stderr, "usage: test_pool MEMORY_SERVER_BIN RSA_APP_BIN [TEST...]\n");
