@@ -32,11 +32,12 @@
  * streamed (store get_stream): the faulting page is installed as soon as
  * its frame is answered, pages fetched ahead as theirs are.
  * Pages fetched ahead are received into spares (staging pages kept after
- * their eviction) and moved into the mapping (install_moved); such a page
- * is writable until its write protection, so it keeps its checksum
- * (PF_VERIFY; the one libsdrsa verified on receipt when the store gives it)
- * and is hashed again when it is staged (verify_moved): a page that differs
- * was written in that window and is dirty.
+ * their eviction) and moved into the mapping (install_moved), where the
+ * kernel maps them writable. They are not write-protected: each keeps its
+ * checksum (PF_VERIFY; the one libsdrsa verified on receipt when the store
+ * gives it) and is hashed again when it is staged (verify_moved): a page
+ * that differs was written while it was mapped and is dirty. Their dirty
+ * state is therefore known when they leave the mapping, not at the write.
  *
  * Keys are not addresses: a counter hands out page-aligned keys, so mremap
  * (UFFD_EVENT_REMAP) just moves table entries and the stored pages keep
@@ -119,7 +120,7 @@ enum inject_kind {
 #define PF_FROZEN 0x08   /* parent: the key is shared with live fork children */
 #define PF_BORROWED 0x10 /* fork child: the key is the parent's (read, never freed) */
 #define PF_AHEAD 0x20    /* fetched ahead, no sign of use yet (prefetch accuracy) */
-#define PF_VERIFY 0x40   /* moved in (install_moved): clean only if it still hashes to vsum */
+#define PF_VERIFY 0x40   /* moved in (install_moved), writable: clean only if it still hashes to vsum */
 
 struct pent {
 	uint64_t key;   /* store key when PF_STORED */
@@ -265,7 +266,7 @@ struct sdrsa_engine {
 	uint64_t spare_first, spare_n;
 	uint32_t spare_max;
 	uint64_t movein_pages; /* pages installed by UFFDIO_MOVE */
-	uint64_t movein_raced; /* of those, written before write protection */
+	uint64_t movein_raced; /* of those, found written when they left (verify_moved) */
 	uint64_t spare_holes;  /* spares found without a page (spares_check) */
 };
 
@@ -787,18 +788,30 @@ static void release_key(struct sdrsa_engine *e, struct pent *p)
 
 /* ---- eviction ---- */
 
-/* A page installed by UFFDIO_MOVE (install_moved) was writable until its
- * write protection: now out of the mapping, it is clean only if it still
- * holds exactly what was fetched. (Seeded with its key as on the wire; a
- * key that changed meanwhile could only make a clean page look dirty.) */
+/* A write to the page was seen (write fault, WP fault, verify_moved). */
+static inline void saw_write(struct pent *p)
+{
+	if (p->wscore < 3)
+		p->wscore++;
+}
+
+/* A page installed by UFFDIO_MOVE (install_moved) was writable all its
+ * stay, with no write fault to tell: now out of the mapping, it is clean
+ * only if it still holds exactly what was fetched. (Seeded with its key as
+ * on the wire; a key that changed meanwhile could only make a clean page
+ * look dirty.) A page found written gets what its first write fault would
+ * have given it: dirty, a write seen, a use for the policy. */
 static void verify_moved(struct sdrsa_engine *e, struct pent *p, const void *data)
 {
 	uint64_t want = (uint64_t)p->vsum[0] | (uint64_t)p->vsum[1] << 32;
 	if (sdrsa_page_csum(data, p->key) == want)
 		return;
 	p->flags |= PF_DIRTY;
+	p->flags &= (uint8_t)~PF_AHEAD;
 	e->ndirty++;
 	e->movein_raced++;
+	saw_write(p);
+	policy_on_access(e->pol, p->pslot);
 }
 
 /* Move up to n resident pages chosen by the policy into the staging area.
@@ -1145,13 +1158,6 @@ static void become_resident(struct sdrsa_engine *e, struct pent *p, uint64_t add
 	make_resident(e, p, addr, dirty, 0);
 }
 
-/* A write to the page was seen (write fault, WP fault). */
-static inline void saw_write(struct pent *p)
-{
-	if (p->wscore < 3)
-		p->wscore++;
-}
-
 /*
  * Write prediction: a read fault on a page that was written in most of its
  * recent stays installs it writable and dirty, which saves the WP fault of
@@ -1250,10 +1256,10 @@ struct fetch {
 	uint64_t csum[1 + PREFETCH_MAX];   /* page i's checksum, if the store gives them */
 };
 
-/* Tests (SDRSA_TEST_FAULT=movein-write@N): the write of another thread
- * between a move-in and its write protection, which dirty tracking must
- * not miss: a marker in the last 8 bytes of the first page of each of the
- * first N runs moved in. */
+/* Tests (SDRSA_TEST_FAULT=movein-write@N): a write into a page right after
+ * its move-in, as another thread could make it, which raises no fault and
+ * which dirty tracking must not miss: a marker in the last 8 bytes of the
+ * first page of each of the first N runs moved in. */
 #define MOVEIN_WRITE_MARK 0x5344525341574e44ull
 static void inject_window_write(struct sdrsa_engine *e, uint64_t addr)
 {
@@ -1268,12 +1274,14 @@ static void inject_window_write(struct sdrsa_engine *e, uint64_t addr)
  * moving the pages themselves into the mapping: no allocation and no copy,
  * where UFFDIO_COPY allocates and copies (0.19 against 0.75 us a page in
  * runs of 64 here, and the spare needs no MADV_DONTNEED later). The
- * moved-in entry is writable, with no uffd-wp bit, until
- * UFFDIO_WRITEPROTECT, so a write by another thread in between would not
- * fault. Such a page keeps the checksum of the data as fetched (how[j] 2,
- * sums[j]: the one the store verified on receipt, else hashed here) and is
- * checked when it leaves the mapping (verify_moved): if it
- * differs, it was written and is dirty. Its contents are never read in
+ * moved-in entry is writable, with no uffd-wp bit, and is left so: a write
+ * raises no fault. Such a page keeps the checksum of the data as fetched
+ * (how[j] 2, sums[j]: the one the store verified on receipt, else hashed
+ * here) and is checked when it leaves the mapping (verify_moved): if it
+ * differs, it was written and is dirty. Write-protecting the run after the
+ * move would not spare that check (a write between the move and the
+ * protection raises no fault either) and cost 7% of the handler's time on
+ * a pinned scan. Its contents are never read in
  * place: the program may unmap it at any time. A page that cannot be
  * moved (EBUSY: shared with a fork child; move_checked counts what the
  * kernel really moved) is copied as usual and its spare dropped. Returns
@@ -1294,10 +1302,8 @@ static size_t install_moved(struct sdrsa_engine *e, struct fetch *f, size_t i, s
 		e->stg_state[f->slot[i + j]] = STG_EMPTY;
 	if (ok && wp)
 		inject_window_write(e, f->qaddr[i]);
-	/* EAGAIN (an event is pending): left writable, so dirty. */
-	int prot = wp && ok && uf_wp(e->uffd, f->qaddr[i], ok * PAGE, 1) == 0;
 	for (size_t j = 0; j < ok; j++)
-		how[j] = prot ? 2 : 1;
+		how[j] = wp ? 2 : 1;
 	e->movein_pages += ok;
 	if (ok == run)
 		return ok;

@@ -11,9 +11,10 @@
  *                     [--threads N] [--ops N] [--policy clock|fifo] [--seqwrite]
  *
  * --seqwrite: the sequential runs are frequent and half of them write each
- * page, so that threads write pages while the prefetcher installs them by
- * UFFDIO_MOVE (a write before the write protection must make the page
- * dirty); the moved-in pages are counted and must be many.
+ * page, so that threads write pages that the prefetcher installed by
+ * UFFDIO_MOVE, which maps them writable with no write fault to tell (the
+ * check when they leave the mapping must find them dirty); the moved-in
+ * pages are counted and must be many.
  *
  * With SDRSA_TEST_FAULT=misreport@N the engine's UFFDIO_MOVEs report
  * complete moves as failed or short after N faults (the kernel bug that
@@ -208,7 +209,7 @@ int main(int argc, char **argv)
 	engine_movein_counts(e, &moved_in, &raced);
 	fprintf(stderr,
 		"%s, %d threads, %ld ops each, %llu ms: %s | moves misreported %llu | moved in "
-		"%llu, written before protection %llu\n",
+		"%llu, found written when they left %llu\n",
 		prefetch ? "prefetch" : "no prefetch", nthreads, g_ops,
 		(unsigned long long)(t1 - t0), line,
 		(unsigned long long)engine_moves_misreported(e), (unsigned long long)moved_in,
