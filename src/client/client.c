@@ -641,10 +641,12 @@ void sdrsa_client_free(struct sdrsa_client *c)
 {
 	if (!c)
 		return;
-	if (c->fd >= 0 && (c->nsent || c->nunsent))
-		close_abort(c->fd); /* operations abandoned: see close_abort() */
-	else if (c->fd >= 0)
-		close(c->fd);
+	if (c->fd >= 0) {
+		if (c->nsent || c->nunsent)
+			close_abort(c->fd); /* operations abandoned: see close_abort() */
+		else
+			close(c->fd);
+	}
 	client_queue_destroy(c);
 	free(c->address);
 	sodium_memzero(c->key, sizeof(c->key));

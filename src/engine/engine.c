@@ -1806,8 +1806,8 @@ static void handler_gone(void *arg)
  * complete moves as failed or short from then on (inject_misreport);
  * spare-hole@N drops the page of one spare in each of the first N fetches
  * that receive into spares (inject_spare_hole);
- * movein-write@N writes to the first N runs of pages moved in, between the
- * move and the write protection (inject_window_write). */
+ * movein-write@N writes to the first N runs of pages moved in, right after
+ * the move (inject_window_write). */
 static void test_fault_point(struct sdrsa_engine *e)
 {
 	if (!e->inject || faults_served(e) < e->inject_after)

@@ -55,8 +55,8 @@ uint64_t engine_local_pages(struct sdrsa_engine *e);
 /* The userfaultfd of the program's memory, for tests that act on it. */
 int engine_uffd(const struct sdrsa_engine *e);
 /* Pages fetched ahead that were installed by UFFDIO_MOVE (*moved) and, of
- * those, found written before their write protection (*raced: see
- * install_moved in engine.c). For tests. */
+ * those, found written when they left the mapping (*raced: see
+ * verify_moved in engine.c). For tests. */
 void engine_movein_counts(struct sdrsa_engine *e, uint64_t *moved, uint64_t *raced);
 /* Tests: spares that spares_check found without a page and did not use. */
 uint64_t engine_spare_holes(struct sdrsa_engine *e);
