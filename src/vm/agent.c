@@ -593,10 +593,12 @@ static int run_loop(struct agent *a, uint64_t interval_ms)
 			if (r == -ESRCH) {
 				a->fault_off = 1; /* QEMU is exiting; SIGCHLD follows */
 			} else if (r < 0) {
+				const char *why = pager_why(a->pager);
+
 				vm_say("cannot serve the guest's memory: %s (memory server %s); "
 				       "stopping %s now (SIGKILL): the guest must not run without "
 				       "its pages",
-				       strerror(-r), a->server, a->b.kind);
+				       why ? why : strerror(-r), a->server, a->b.kind);
 				a->b.kill(a->b.ctx);
 				return 1;
 			}

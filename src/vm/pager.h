@@ -35,6 +35,10 @@
  * A full server (-ENOSPC, -EDQUOT on a put) is not fatal: the refused pages
  * stay local, over the budget, and eviction pauses for a second.
  *
+ * Every page fetched back is checked against the checksum of the copy the
+ * pager stored: a server that returns an older copy or someone else's data
+ * under the page's key stops the guest (-EBADMSG, pager_why()).
+ *
  * Not thread-safe: one thread (the agent's event loop) calls everything.
  * Functions return 0 or -errno; an error from the store or the backend is
  * fatal for the VM (the caller stops it): the pager never hands out zeros
@@ -130,6 +134,11 @@ void pager_watch_remove(struct pager *p, int id);
  * that detaches from a guest which runs on, such as Xen's). Returns 0 or
  * -errno. */
 int pager_restore_all(struct pager *p);
+
+/* After a fatal -EBADMSG: which page came back from the server different
+ * from the copy the pager stored (every fetched page is compared with 32
+ * bits of the checksum of that copy); NULL when there is nothing to add. */
+const char *pager_why(const struct pager *p);
 
 /* Pages the server refused to take (pool full, quota): they stayed local,
  * over the budget. */
