@@ -251,7 +251,9 @@ static uint64_t (*page_csum_impl)(const void *page, uint64_t addr) = page_csum_g
 
 __attribute__((constructor)) static void page_csum_select(void)
 {
-	__builtin_cpu_init();
+#if defined(SDRSA_CSUM_AVX2) || defined(SDRSA_CSUM_AVX512)
+	__builtin_cpu_init(); /* x86 only, as are the variants */
+#endif
 #ifdef SDRSA_CSUM_AVX2
 	if (__builtin_cpu_supports("avx2"))
 		page_csum_impl = proto_page_csum_avx2;
