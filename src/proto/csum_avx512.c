@@ -83,9 +83,9 @@ uint64_t proto_page_csum_avx512(const void *page, uint64_t addr)
 	const uint8_t *in = page;
 	uint64_t secret[24] __attribute__((aligned(64)));
 	uint64_t acc_words[8] __attribute__((aligned(64)));
-	const __m512i seeds = _mm512_set_epi64((long long)-addr, (long long)addr, (long long)-addr,
-					       (long long)addr, (long long)-addr, (long long)addr,
-					       (long long)-addr, (long long)addr);
+	const __m512i seeds =
+	    _mm512_set_epi64((long long)-addr, (long long)addr, (long long)-addr, (long long)addr,
+			     (long long)-addr, (long long)addr, (long long)-addr, (long long)addr);
 	const __m512i s0 = _mm512_add_epi64(_mm512_loadu_si512(XXH3_kSecret), seeds);
 	const __m512i s1 = _mm512_add_epi64(_mm512_loadu_si512(XXH3_kSecret + 64), seeds);
 	const __m512i s2 = _mm512_add_epi64(_mm512_loadu_si512(XXH3_kSecret + 128), seeds);
