@@ -16,7 +16,9 @@
  * accumulator whose lanes are swapped once per block instead of once per
  * stripe (addition commutes, so the sum is the same): 30 ns a page against
  * the library's 67 (release build, -O3; 39 ns at -O2), measured on 4 KiB in
- * the cache, 10^6 pages, CPU 1 at real-time priority.
+ * the cache, 10^6 pages, CPU 1 at real-time priority. Measured on this
+ * project's AMD EPYC (Zen 5) only: on Intel CPUs that lower their clock for
+ * 512-bit multiplies (Skylake-SP) it may not pay; not measured there.
  *
  * XXH3-64 of len = 4096 with a seed, as the library computes it (secret of
  * 192 bytes, stripes of 64 bytes, 16 stripes a block):
