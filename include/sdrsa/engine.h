@@ -191,6 +191,9 @@ struct sdrsa_engine_stats {
 	 * checksum differs from the one kept when it stored them): never
 	 * installed; a page the program waits for then stops it. */
 	uint64_t pages_mismatched;
+	/* Pool: copies read that were not the version stored, replaced by
+	 * another copy (counted also when none was left to read). */
+	uint64_t copies_bad;
 };
 
 int sdrsa_engine_stats(struct sdrsa_engine *e, struct sdrsa_engine_stats *out);

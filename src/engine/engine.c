@@ -1287,7 +1287,7 @@ struct fetch {
  */
 static int fetched_ok(struct sdrsa_engine *e, struct fetch *f, size_t i)
 {
-	if (!e->store->gives_csums)
+	if (!e->store->gives_csums && !e->store->ops->get_stream_want)
 		f->csum[i] = sdrsa_page_csum(f->bufs[i], f->qp[i]->key);
 	return (uint32_t)f->csum[i] == f->qp[i]->ssum;
 }
@@ -1510,6 +1510,7 @@ static void spares_untaken(struct sdrsa_engine *e, struct fetch *f)
 static int fault_remote(struct sdrsa_engine *e, struct pent *p, uint64_t addr, int write)
 {
 	uint64_t keys[1 + PREFETCH_MAX];
+	uint32_t want[1 + PREFETCH_MAX]; /* for get_stream_want: the checksums kept */
 	struct fetch *f = e->fetch;
 	size_t n = 1;
 
@@ -1518,6 +1519,7 @@ static int fault_remote(struct sdrsa_engine *e, struct pent *p, uint64_t addr, i
 	f->r0 = 1;
 	f->stale0 = 0;
 	keys[0] = p->key;
+	want[0] = p->ssum;
 	f->bufs[0] = e->fbuf;
 	f->slot[0] = UINT32_MAX;
 	f->qaddr[0] = addr;
@@ -1534,6 +1536,7 @@ static int fault_remote(struct sdrsa_engine *e, struct pent *p, uint64_t addr, i
 		if (!q || q->state != PS_REMOTE)
 			continue;
 		keys[n] = q->key;
+		want[n] = q->ssum;
 		f->slot[n] = spare_take(e, &f->spc[n]);
 		f->bufs[n] = f->slot[n] != UINT32_MAX ? stg_ptr(e, f->slot[n]) : e->fbuf + n * PAGE;
 		f->qaddr[n] = qa;
@@ -1552,7 +1555,13 @@ static int fault_remote(struct sdrsa_engine *e, struct pent *p, uint64_t addr, i
 		f->wr = 1;
 	inject_spare_hole(e, f);
 	spares_check(e, f);
-	int r = e->store->ops->get_stream(e->store, keys, f->bufs, n, fetch_arrived, f, f->csum);
+	/* A store with several copies checks them itself and reads another
+	 * copy when one fails (the pool); fetched_ok checks again. */
+	int r = e->store->ops->get_stream_want
+			? e->store->ops->get_stream_want(e->store, keys, want, f->bufs, n,
+							 fetch_arrived, f, f->csum)
+			: e->store->ops->get_stream(e->store, keys, f->bufs, n, fetch_arrived, f,
+						    f->csum);
 	spares_untaken(e, f);
 	if (f->stale0) {
 		/* Failing loudly beats handing the program the wrong data. */
@@ -2493,6 +2502,7 @@ static void stats_locked(struct sdrsa_engine *e, struct sdrsa_engine_stats *out)
 	out->pages_under_replicated = e->store->pages_under_replicated;
 	out->pages_rereplicated = e->store->pages_rereplicated;
 	out->pages_lost = e->store->pages_lost;
+	out->copies_bad = e->store->copies_bad;
 	out->lat_p50_ns = sdrsa_hist_pct(&e->lat_all, 50);
 	out->lat_p90_ns = sdrsa_hist_pct(&e->lat_all, 90);
 	out->lat_p99_ns = sdrsa_hist_pct(&e->lat_all, 99);
@@ -2529,7 +2539,7 @@ int sdrsa_engine_format_stats(const struct sdrsa_engine_stats *s, int json, char
 			"\"remote_fault_latency_ns\":{\"p50\":%llu,\"p99\":%llu},"
 			"\"servers_total\":%llu,\"servers_up\":%llu,"
 			"\"pages_under_replicated\":%llu,\"pages_rereplicated\":%llu,"
-			"\"pages_lost\":%llu,\"pages_mismatched\":%llu}",
+			"\"pages_lost\":%llu,\"pages_mismatched\":%llu,\"copies_bad\":%llu}",
 			(unsigned long long)s->budget_pages, (unsigned long long)s->managed_bytes,
 			(unsigned long long)s->faults_zero, (unsigned long long)s->faults_remote,
 			(unsigned long long)s->faults_refill, (unsigned long long)s->faults_wp,
@@ -2549,7 +2559,7 @@ int sdrsa_engine_format_stats(const struct sdrsa_engine_stats *s, int json, char
 			(unsigned long long)s->servers_up,
 			(unsigned long long)s->pages_under_replicated,
 			(unsigned long long)s->pages_rereplicated, (unsigned long long)s->pages_lost,
-			(unsigned long long)s->pages_mismatched);
+			(unsigned long long)s->pages_mismatched, (unsigned long long)s->copies_bad);
 	int len = snprintf(buf, n,
 			"faults zero %llu remote %llu refill %llu wp %llu | pages in %llu "
 			"(prefetched %llu) out %llu dropped %llu | sent %.1f MiB | "
@@ -2575,9 +2585,11 @@ int sdrsa_engine_format_stats(const struct sdrsa_engine_stats *s, int json, char
 				(unsigned long long)s->pages_rereplicated,
 				(unsigned long long)s->pages_lost);
 	/* Copies that failed the end-to-end check: shown only when seen. */
-	if (s->pages_mismatched && len >= 0 && (size_t)len < n)
-		len += snprintf(buf + len, n - (size_t)len, " | mismatched copies %llu",
-				(unsigned long long)s->pages_mismatched);
+	if ((s->pages_mismatched || s->copies_bad) && len >= 0 && (size_t)len < n)
+		len += snprintf(buf + len, n - (size_t)len,
+				" | mismatched pages %llu, bad copies %llu",
+				(unsigned long long)s->pages_mismatched,
+				(unsigned long long)s->copies_bad);
 	return len;
 }
 

@@ -69,6 +69,17 @@ struct store_ops {
 	 * page when it comes back (docs/ENGINE.md, "End-to-end check"). */
 	int (*put_many_csum)(struct store *s, const uint64_t *keys, const void *const *pages,
 			     size_t n, int *results, uint64_t *csums);
+	/* Optional (NULL: none). As get_stream, for a store that holds
+	 * several copies of a page (the pool): want[i] is the low half of
+	 * sdrsa_page_csum() of the version the caller stored; a copy that
+	 * differs counts as a failed copy (another is read; copies_bad) and
+	 * csums[i] gets every page's checksum, as with gives_csums. A page
+	 * with no matching copy is handed over all the same (the caller's own
+	 * check fails it). */
+	int (*get_stream_want)(struct store *s, const uint64_t *keys, const uint32_t *want,
+			       void *const *pages, size_t n,
+			       void (*arrived)(void *ctx, const size_t *idx, size_t k), void *ctx,
+			       uint64_t *csums);
 };
 
 struct store {
@@ -86,6 +97,7 @@ struct store {
 	uint64_t pages_under_replicated; /* keys with fewer copies than asked */
 	uint64_t pages_rereplicated;     /* copies made again after a loss or drain */
 	uint64_t pages_lost;             /* keys with no copy left (fatal if read) */
+	uint64_t copies_bad; /* copies read that were not the version stored (get_stream_want) */
 };
 
 static inline void store_free(struct store *s)

@@ -573,13 +573,57 @@ static int best_copy(struct store_pool *p, uint32_t mask)
 	return best;
 }
 
+static void free_on(struct store_pool *p, unsigned i, const uint64_t *keys, size_t n);
+
 struct fetch_ctx {
 	const size_t *map; /* index in the sub call -> index in the caller's */
 	uint8_t *done;
 	size_t ndone;
 	void (*arrived)(void *ctx, const size_t *idx, size_t k);
 	void *ctx;
+	/* End-to-end check (pool_get_stream_want), by the caller's index:
+	 * want[i] the checksum's low half the caller stored, csums[i] gets
+	 * the page's; NULL: no check (re-replication, get_many). */
+	struct store_pool *p;
+	const uint64_t *keys;
+	void *const *pages;
+	const uint32_t *want;
+	uint64_t *csums;
+	int srv; /* the server the sub call reads from */
 };
+
+/*
+ * Is the copy of page i that server srv sent the version stored? One that
+ * is not (a put it missed or got late, a client writing under our name) is
+ * taken as a failed copy: the server's copy is forgotten (and freed there)
+ * and another is read. The last copy is handed over even so: the caller's
+ * check then fails it loudly, where "no copy left" would hide why.
+ */
+static int copy_ok(struct fetch_ctx *f, size_t i, int srv)
+{
+	if (!f->want)
+		return 1;
+	uint64_t sum = sdrsa_page_csum(f->pages[i], f->keys[i]);
+	if (f->csums)
+		f->csums[i] = sum;
+	if ((uint32_t)sum == f->want[i])
+		return 1;
+	struct store_pool *p = f->p;
+	uint64_t key = f->keys[i];
+	uint32_t mask = loc_get(p, key);
+	p->base.copies_bad++;
+	if (srv < 0 || !(mask & (1u << srv)) || !(mask & ~(1u << srv)))
+		return 1;
+	plog(p, SDRSA_LOG_WARN,
+	     "memory server %s holds a copy of page key 0x%llx that is not the version "
+	     "stored (checksum %08x, expected %08x): reading another copy",
+	     p->srv[srv].address, (unsigned long long)key, (unsigned)(uint32_t)sum,
+	     (unsigned)f->want[i]);
+	if (loc_set(p, key, mask & ~(1u << srv)) < 0)
+		return 1;
+	free_on(p, (unsigned)srv, &key, 1);
+	return 0;
+}
 
 static void sub_arrived(void *c, const size_t *idx, size_t k)
 {
@@ -588,7 +632,7 @@ static void sub_arrived(void *c, const size_t *idx, size_t k)
 	size_t m = 0;
 	for (size_t j = 0; j < k; j++) {
 		size_t i = f->map[idx[j]];
-		if (f->done[i])
+		if (f->done[i] || !copy_ok(f, i, f->srv))
 			continue;
 		f->done[i] = 1;
 		f->ndone++;
@@ -615,7 +659,7 @@ static void pipe_fetched(void *ctx, struct pipe_op *op)
 		return;
 	size_t i = (size_t)(op - pf->ops);
 	struct fetch_ctx *f = pf->f;
-	if (f->done[i])
+	if (f->done[i] || !copy_ok(f, i, op->srv))
 		return;
 	f->done[i] = 1;
 	f->ndone++;
@@ -648,7 +692,8 @@ static int no_copy(struct store_pool *p, uint64_t key)
  * their other copies.
  */
 static int fetch(struct store_pool *p, const uint64_t *keys, void *const *pages, size_t n,
-		 void (*arrived)(void *ctx, const size_t *idx, size_t k), void *ctx)
+		 void (*arrived)(void *ctx, const size_t *idx, size_t k), void *ctx,
+		 const uint32_t *want, uint64_t *csums)
 {
 	if (!n)
 		return 0;
@@ -663,7 +708,8 @@ static int fetch(struct store_pool *p, const uint64_t *keys, void *const *pages,
 	void **pg = arena_get(a, n * sizeof(*pg));
 	struct pipe_op *ops = arena_get(a, n * sizeof(*ops));
 	int err = 0;
-	struct fetch_ctx f = {.map = map, .done = done, .arrived = arrived, .ctx = ctx};
+	struct fetch_ctx f = {.map = map, .done = done, .arrived = arrived, .ctx = ctx,
+			      .p = p, .keys = keys, .pages = pages, .want = want, .csums = csums};
 	/* All copies asked for at once (pages spread over servers); what does
 	 * not come this way is fetched below, server by server, with retries. */
 	if (n > 1) {
@@ -706,6 +752,7 @@ static int fetch(struct store_pool *p, const uint64_t *keys, void *const *pages,
 				m++;
 			}
 		struct pool_server *s = &p->srv[srv];
+		f.srv = srv;
 		int r = s->st->ops->get_stream(s->st, k, pg, m, sub_arrived, &f, NULL);
 		if (r == 0)
 			continue;
@@ -719,8 +766,9 @@ static int fetch(struct store_pool *p, const uint64_t *keys, void *const *pages,
 			size_t i = map[j];
 			if (done[i])
 				continue;
-			struct fetch_ctx f1 = {.map = &map[j], .done = done, .arrived = arrived,
-					       .ctx = ctx};
+			struct fetch_ctx f1 = f;
+			f1.map = &map[j];
+			f1.ndone = 0;
 			int r1 =
 			    s->st->ops->get_stream(s->st, &k[j], &pg[j], 1, sub_arrived, &f1, NULL);
 			f.ndone += f1.ndone;
@@ -759,15 +807,26 @@ static void ignore_arrival(void *ctx, const size_t *idx, size_t k)
 
 static int pool_get_many(struct store *st, const uint64_t *keys, void *const *pages, size_t n)
 {
-	return fetch((struct store_pool *)st, keys, pages, n, ignore_arrival, NULL);
+	return fetch((struct store_pool *)st, keys, pages, n, ignore_arrival, NULL, NULL, NULL);
 }
 
 static int pool_get_stream(struct store *st, const uint64_t *keys, void *const *pages, size_t n,
 			   void (*arrived)(void *ctx, const size_t *idx, size_t k), void *ctx,
 			   uint64_t *csums)
 {
-	(void)csums; /* gives none: the copies come from several servers' get_stream */
-	return fetch((struct store_pool *)st, keys, pages, n, arrived, ctx);
+	(void)csums; /* given only with want: pool_get_stream_want */
+	return fetch((struct store_pool *)st, keys, pages, n, arrived, ctx, NULL, NULL);
+}
+
+/* The engine's end-to-end check inside the pool, where a copy that fails it
+ * can be replaced by another (copy_ok); csums[i] gets each page's checksum,
+ * so that the engine does not hash it again. */
+static int pool_get_stream_want(struct store *st, const uint64_t *keys, const uint32_t *want,
+				void *const *pages, size_t n,
+				void (*arrived)(void *ctx, const size_t *idx, size_t k), void *ctx,
+				uint64_t *csums)
+{
+	return fetch((struct store_pool *)st, keys, pages, n, arrived, ctx, want, csums);
 }
 
 /* ---- writes ---- */
@@ -1130,7 +1189,7 @@ static void repair(struct store_pool *p, uint64_t now)
 	void *pages[REPAIR_BATCH];
 	for (size_t i = 0; i < m; i++)
 		pages[i] = p->buf + i * SDRSA_PAGE_SIZE;
-	if (fetch(p, key, pages, m, ignore_arrival, NULL) < 0)
+	if (fetch(p, key, pages, m, ignore_arrival, NULL, NULL, NULL) < 0)
 		return; /* a key lost every copy (logged) or a server failed: next tick */
 	for (unsigned s = 0; s < p->n; s++) {
 		uint64_t k[REPAIR_BATCH];
@@ -1230,6 +1289,7 @@ static void pool_fork_child(struct store *st)
 static const struct store_ops pool_ops = {
 	.get_many = pool_get_many,
 	.get_stream = pool_get_stream,
+	.get_stream_want = pool_get_stream_want,
 	.put_many = pool_put_many,
 	.free_keys = pool_free_keys,
 	.free_all = pool_free_all,

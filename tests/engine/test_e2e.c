@@ -157,7 +157,7 @@ static void test_stale_ahead(void)
 	CHECK(sdrsa_engine_format_stats(&b, 1, line, sizeof(line)) > 0);
 	CHECK(strstr(line, "\"pages_mismatched\":1") != NULL);
 	CHECK(sdrsa_engine_format_stats(&b, 0, line, sizeof(line)) > 0);
-	CHECK(strstr(line, "mismatched copies 1") != NULL);
+	CHECK(strstr(line, "mismatched pages 1, bad copies 0") != NULL);
 	sdrsa_region_free(rg);
 	CHECK_EQ(store_mem_count(s), 0);
 	sdrsa_engine_free(e);
@@ -206,13 +206,69 @@ static void test_foreign_server(struct t_server *srv)
 	expect_stop(foreign_server_child, srv->addr, STOP_MSG);
 }
 
-static struct t_server srv;
+static struct t_server srv, srv2;
 static pid_t parent_pid;
 
 static void stop_servers(void)
 {
-	if (getpid() == parent_pid)
-		t_server_stop(&srv);
+	if (getpid() != parent_pid)
+		return;
+	t_server_stop(&srv);
+	t_server_stop(&srv2);
+}
+
+static char g_log[8192];
+static void capture_log(void *ud, int level, const char *msg)
+{
+	(void)ud;
+	(void)level;
+	size_t n = strlen(g_log);
+	snprintf(g_log + n, sizeof(g_log) - n, "%s\n", msg);
+}
+
+/* Two servers, two copies of every page. Page 5's copy on the first server
+ * and page 6's on the second are overwritten: whichever server the pool
+ * reads first, one of the two pages comes from a bad copy there, and must
+ * be read from the other copy instead. */
+static void test_pool_bad_replica(void)
+{
+	struct sdrsa_pool_server ps[2] = {{.address = srv.addr}, {.address = srv2.addr}};
+	struct sdrsa_engine_config cfg = {
+		.pool = ps,
+		.pool_size = 2,
+		.replicas = 2,
+		.name = "e2epool",
+		.local_bytes = BUDGET_PAGES * PG,
+		.log = capture_log,
+	};
+	struct sdrsa_engine *e;
+	g_log[0] = 0;
+	CHECK(sdrsa_engine_new(&cfg, &e) == 0);
+	struct sdrsa_region *rg;
+	CHECK(sdrsa_region_new(e, NPAGES * PG, &rg) == 0);
+	unsigned char *m = sdrsa_region_addr(rg);
+	for (unsigned i = 0; i < NPAGES; i++)
+		t_fill(m + (size_t)i * PG, i, 1);
+	uint64_t k5, k6;
+	CHECK(engine_page_key(e, (uintptr_t)(m + 5 * PG), &k5) == 0);
+	CHECK(engine_page_key(e, (uintptr_t)(m + 6 * PG), &k6) == 0);
+	overwrite(srv.addr, "e2epool", k5, 5);
+	overwrite(srv2.addr, "e2epool", k6, 6);
+	for (int pass = 0; pass < 2; pass++)
+		for (unsigned i = 0; i < NPAGES; i++)
+			CHECK(t_check(m + (size_t)i * PG, i, 1) == 0);
+	struct sdrsa_engine_stats st;
+	CHECK(sdrsa_engine_stats(e, &st) == 0);
+	fprintf(stderr, "pool: %llu bad copies, %llu pages mismatched\n",
+		(unsigned long long)st.copies_bad, (unsigned long long)st.pages_mismatched);
+	CHECK(st.copies_bad >= 1 && st.copies_bad <= 2);
+	CHECK_EQ(st.pages_mismatched, 0);
+	CHECK(strstr(g_log, "that is not the version stored") != NULL);
+	char line[2048];
+	CHECK(sdrsa_engine_format_stats(&st, 1, line, sizeof(line)) > 0);
+	CHECK(strstr(line, "\"copies_bad\":") != NULL);
+	sdrsa_region_free(rg);
+	sdrsa_engine_free(e);
 }
 
 /* Run scenario `name`, unless --only names another. */
@@ -248,6 +304,11 @@ int main(int argc, char **argv)
 	if (want("foreign_server")) {
 		test_foreign_server(&srv);
 		fprintf(stderr, "ok foreign_server\n");
+	}
+	if (want("pool_bad_replica")) {
+		CHECK(t_server_start(server_bin, "64M", &srv2) == 0);
+		test_pool_bad_replica();
+		fprintf(stderr, "ok pool_bad_replica\n");
 	}
 	return T_PASS;
 }
