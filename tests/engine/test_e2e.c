@@ -14,6 +14,8 @@
  *   foreign_server   a real memory-server: a second client with the engine's
  *                    name overwrites one of its keys through the protocol;
  *                    reading that page stops the program with the message;
+ *   fork_borrowed    the same for a fork child reading its parent's pages
+ *                    with the parent's keys and checksums;
  *   pool_bad_replica two real servers, two replicas: one copy of a page on
  *                    each server is overwritten; every page reads right (the
  *                    other copy), the bad copies are counted.
@@ -206,6 +208,64 @@ static void test_foreign_server(struct t_server *srv)
 	expect_stop(foreign_server_child, srv->addr, STOP_MSG);
 }
 
+/* A fork child reads its parent's pages with the parent's keys (borrowed)
+ * and checks them against the checksums it inherited: page 5's key is
+ * overwritten on the server before the child reads it. */
+static void test_fork_borrowed(struct t_server *srv)
+{
+	struct sdrsa_engine_config cfg = {
+		.server = srv->addr,
+		.name = "e2efork",
+		.local_bytes = BUDGET_PAGES * PG,
+	};
+	struct sdrsa_engine *e;
+	CHECK(sdrsa_engine_new(&cfg, &e) == 0);
+	struct sdrsa_region *rg;
+	CHECK(sdrsa_region_new(e, NPAGES * PG, &rg) == 0);
+	unsigned char *m = sdrsa_region_addr(rg);
+	for (unsigned i = 0; i < NPAGES; i++)
+		t_fill(m + (size_t)i * PG, i, 1);
+	uint64_t key;
+	CHECK(engine_page_key(e, (uintptr_t)(m + 5 * PG), &key) == 0);
+	int go[2], errp[2];
+	CHECK(pipe(go) == 0 && pipe(errp) == 0);
+	pid_t pid = fork();
+	CHECK(pid >= 0);
+	if (pid == 0) {
+		close(go[1]);
+		close(errp[0]);
+		dup2(errp[1], 2);
+		char b;
+		if (read(go[0], &b, 1) != 1)
+			_exit(5);
+		for (unsigned i = 0; i < NPAGES; i++)
+			if (t_check(m + (size_t)i * PG, i, 1) != 0)
+				_exit(9);
+		_exit(0);
+	}
+	sdrsa_engine_forked(pid);
+	close(go[0]);
+	close(errp[1]);
+	overwrite(srv->addr, "e2efork", key, 5);
+	CHECK(write(go[1], "g", 1) == 1);
+	close(go[1]);
+	char buf[2048] = "";
+	size_t got = 0;
+	ssize_t n;
+	while (got < sizeof(buf) - 1 && (n = read(errp[0], buf + got, sizeof(buf) - 1 - got)) > 0)
+		got += (size_t)n;
+	close(errp[0]);
+	int status;
+	CHECK(waitpid(pid, &status, 0) == pid);
+	if (!WIFSIGNALED(status) || WTERMSIG(status) != SIGBUS || !strstr(buf, STOP_MSG))
+		fprintf(stderr, "fork child status %#x (exit 9: it read the wrong version): %s\n",
+			status, buf);
+	CHECK(WIFSIGNALED(status) && WTERMSIG(status) == SIGBUS);
+	CHECK(strstr(buf, STOP_MSG) != NULL);
+	sdrsa_region_free(rg);
+	sdrsa_engine_free(e);
+}
+
 static struct t_server srv, srv2;
 static pid_t parent_pid;
 
@@ -304,6 +364,10 @@ int main(int argc, char **argv)
 	if (want("foreign_server")) {
 		test_foreign_server(&srv);
 		fprintf(stderr, "ok foreign_server\n");
+	}
+	if (want("fork_borrowed")) {
+		test_fork_borrowed(&srv);
+		fprintf(stderr, "ok fork_borrowed\n");
 	}
 	if (want("pool_bad_replica")) {
 		CHECK(t_server_start(server_bin, "64M", &srv2) == 0);
