@@ -589,7 +589,8 @@ struct fetch_ctx {
 	void *const *pages;
 	const uint32_t *want;
 	uint64_t *csums;
-	int srv; /* the server the sub call reads from */
+	uint32_t *bad; /* servers whose copy of page i failed: freed there after the fetch */
+	int srv;       /* the server the sub call reads from */
 };
 
 /*
@@ -621,7 +622,7 @@ static int copy_ok(struct fetch_ctx *f, size_t i, int srv)
 	     (unsigned)f->want[i]);
 	if (loc_set(p, key, mask & ~(1u << srv)) < 0)
 		return 1;
-	free_on(p, (unsigned)srv, &key, 1);
+	f->bad[i] |= 1u << srv; /* not freed now: srv's connection is busy with this fetch */
 	return 0;
 }
 
@@ -700,16 +701,19 @@ static int fetch(struct store_pool *p, const uint64_t *keys, void *const *pages,
 	struct arena *a = &p->fetch_mem;
 	if (arena_reset(a, ARENA_SIZE(n) + ARENA_SIZE(n * sizeof(size_t)) +
 				   ARENA_SIZE(n * sizeof(uint64_t)) + ARENA_SIZE(n * sizeof(void *)) +
-				   ARENA_SIZE(n * sizeof(struct pipe_op))) < 0)
+				   ARENA_SIZE(n * sizeof(struct pipe_op)) +
+				   ARENA_SIZE(n * sizeof(uint32_t))) < 0)
 		return -ENOMEM;
 	uint8_t *done = arena_get(a, n);
 	size_t *map = arena_get(a, n * sizeof(*map));
 	uint64_t *k = arena_get(a, n * sizeof(*k));
 	void **pg = arena_get(a, n * sizeof(*pg));
 	struct pipe_op *ops = arena_get(a, n * sizeof(*ops));
+	uint32_t *bad = arena_get(a, n * sizeof(*bad));
 	int err = 0;
 	struct fetch_ctx f = {.map = map, .done = done, .arrived = arrived, .ctx = ctx,
-			      .p = p, .keys = keys, .pages = pages, .want = want, .csums = csums};
+			      .p = p, .keys = keys, .pages = pages, .want = want, .csums = csums,
+			      .bad = bad};
 	/* All copies asked for at once (pages spread over servers); what does
 	 * not come this way is fetched below, server by server, with retries. */
 	if (n > 1) {
@@ -794,6 +798,14 @@ static int fetch(struct store_pool *p, const uint64_t *keys, void *const *pages,
 		}
 	}
 out:
+	/* Copies that failed the end-to-end check (copy_ok): free them. */
+	for (unsigned s = 0; want && s < p->n; s++) {
+		size_t m = 0;
+		for (size_t i = 0; i < n; i++)
+			if (bad[i] & (1u << s))
+				k[m++] = keys[i];
+		free_on(p, s, k, m);
+	}
 	refresh_counters(p);
 	return err;
 }
