@@ -488,6 +488,7 @@ struct pipe_op {
 	uint64_t key;
 	void *page;
 	int r;
+	uint64_t csum; /* GET: the page's checksum, verified by libsdrsa */
 };
 
 static void pipe_run(struct store_pool *p, struct pipe_op *ops, size_t n, int first_srv,
@@ -511,8 +512,8 @@ static void pipe_run(struct store_pool *p, struct pipe_op *ops, size_t n, int fi
 			int r = ops[i].opcode == SDRSA_OP_PUT
 					? sdrsa_submit_put(cl[s], ops[i].key, ops[i].page,
 							   PIPE_TAG_OF(gen, i))
-					: sdrsa_submit_get(cl[s], ops[i].key, ops[i].page,
-							   PIPE_TAG_OF(gen, i));
+					: sdrsa_submit_get_csum(cl[s], ops[i].key, ops[i].page,
+								PIPE_TAG_OF(gen, i), &ops[i].csum);
 			if (r < 0)
 				break; /* the rest go through the store */
 			sent[s]++;
@@ -591,20 +592,21 @@ struct fetch_ctx {
 	uint64_t *csums;
 	uint32_t *bad; /* servers whose copy of page i failed: freed there after the fetch */
 	int srv;       /* the server the sub call reads from */
+	uint64_t *subsum; /* the sub call's checksums (libsdrsa's), by its index */
 };
 
 /*
- * Is the copy of page i that server srv sent the version stored? One that
+ * Is the copy of page i that server srv sent, with checksum sum (libsdrsa's,
+ * verified on receipt: no second hash), the version stored? One that
  * is not (a put it missed or got late, a client writing under our name) is
  * taken as a failed copy: the server's copy is forgotten (and freed there)
  * and another is read. The last copy is handed over even so: the caller's
  * check then fails it loudly, where "no copy left" would hide why.
  */
-static int copy_ok(struct fetch_ctx *f, size_t i, int srv)
+static int copy_ok(struct fetch_ctx *f, size_t i, int srv, uint64_t sum)
 {
 	if (!f->want)
 		return 1;
-	uint64_t sum = sdrsa_page_csum(f->pages[i], f->keys[i]);
 	if (f->csums)
 		f->csums[i] = sum;
 	if ((uint32_t)sum == f->want[i])
@@ -633,7 +635,7 @@ static void sub_arrived(void *c, const size_t *idx, size_t k)
 	size_t m = 0;
 	for (size_t j = 0; j < k; j++) {
 		size_t i = f->map[idx[j]];
-		if (f->done[i] || !copy_ok(f, i, f->srv))
+		if (f->done[i] || !copy_ok(f, i, f->srv, f->subsum[idx[j]]))
 			continue;
 		f->done[i] = 1;
 		f->ndone++;
@@ -660,7 +662,7 @@ static void pipe_fetched(void *ctx, struct pipe_op *op)
 		return;
 	size_t i = (size_t)(op - pf->ops);
 	struct fetch_ctx *f = pf->f;
-	if (f->done[i] || !copy_ok(f, i, op->srv))
+	if (f->done[i] || !copy_ok(f, i, op->srv, op->csum))
 		return;
 	f->done[i] = 1;
 	f->ndone++;
@@ -702,7 +704,7 @@ static int fetch(struct store_pool *p, const uint64_t *keys, void *const *pages,
 	if (arena_reset(a, ARENA_SIZE(n) + ARENA_SIZE(n * sizeof(size_t)) +
 				   ARENA_SIZE(n * sizeof(uint64_t)) + ARENA_SIZE(n * sizeof(void *)) +
 				   ARENA_SIZE(n * sizeof(struct pipe_op)) +
-				   ARENA_SIZE(n * sizeof(uint32_t))) < 0)
+				   ARENA_SIZE(n * sizeof(uint32_t)) + ARENA_SIZE(n * sizeof(uint64_t))) < 0)
 		return -ENOMEM;
 	uint8_t *done = arena_get(a, n);
 	size_t *map = arena_get(a, n * sizeof(*map));
@@ -710,10 +712,11 @@ static int fetch(struct store_pool *p, const uint64_t *keys, void *const *pages,
 	void **pg = arena_get(a, n * sizeof(*pg));
 	struct pipe_op *ops = arena_get(a, n * sizeof(*ops));
 	uint32_t *bad = arena_get(a, n * sizeof(*bad));
+	uint64_t *subsum = arena_get(a, n * sizeof(*subsum));
 	int err = 0;
 	struct fetch_ctx f = {.map = map, .done = done, .arrived = arrived, .ctx = ctx,
 			      .p = p, .keys = keys, .pages = pages, .want = want, .csums = csums,
-			      .bad = bad};
+			      .bad = bad, .subsum = subsum};
 	/* All copies asked for at once (pages spread over servers); what does
 	 * not come this way is fetched below, server by server, with retries. */
 	if (n > 1) {
@@ -757,7 +760,7 @@ static int fetch(struct store_pool *p, const uint64_t *keys, void *const *pages,
 			}
 		struct pool_server *s = &p->srv[srv];
 		f.srv = srv;
-		int r = s->st->ops->get_stream(s->st, k, pg, m, sub_arrived, &f, NULL);
+		int r = s->st->ops->get_stream(s->st, k, pg, m, sub_arrived, &f, subsum);
 		if (r == 0)
 			continue;
 		if (is_conn_error(r)) {
@@ -772,9 +775,10 @@ static int fetch(struct store_pool *p, const uint64_t *keys, void *const *pages,
 				continue;
 			struct fetch_ctx f1 = f;
 			f1.map = &map[j];
+			f1.subsum = &subsum[j];
 			f1.ndone = 0;
-			int r1 =
-			    s->st->ops->get_stream(s->st, &k[j], &pg[j], 1, sub_arrived, &f1, NULL);
+			int r1 = s->st->ops->get_stream(s->st, &k[j], &pg[j], 1, sub_arrived, &f1,
+							&subsum[j]);
 			f.ndone += f1.ndone;
 			if (r1 == 0)
 				continue;
