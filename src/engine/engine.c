@@ -142,6 +142,8 @@ struct pent {
 	uint8_t flags;  /* PF_* */
 	uint8_t wscore; /* 0..3: how often the page was written while local */
 };
+/* One per touched page: 24 bytes is 0.6% of the managed memory. */
+_Static_assert(sizeof(struct pent) == 24, "struct pent grew");
 
 struct chunk {
 	struct chunk *next; /* hash chain */
