@@ -113,6 +113,11 @@ int sdrsa_get_many(struct sdrsa_client *c, const uint64_t *addrs, void *const *p
 		   int *results);
 int sdrsa_put_many(struct sdrsa_client *c, const uint64_t *addrs, const void *const *pages,
 		   size_t n, int *results);
+/* As sdrsa_put_many; csums[i] gets sdrsa_page_csum(pages[i], addrs[i]), the
+ * end-to-end checksum sent with page i (the one a later GET verifies), so
+ * that a caller keeping it need not hash the page again. */
+int sdrsa_put_many_csum(struct sdrsa_client *c, const uint64_t *addrs, const void *const *pages,
+			size_t n, int *results, uint64_t *csums);
 /* Free pages; freeing a page never stored is not an error. */
 int sdrsa_free(struct sdrsa_client *c, const uint64_t *addrs, size_t n);
 /* Free every page of this namespace; *freed (may be NULL) gets the count. */

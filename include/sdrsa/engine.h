@@ -187,6 +187,13 @@ struct sdrsa_engine_stats {
 	/* Pages fetched ahead and evicted without a sign of use (no refill,
 	 * write, or stream passing them): prefetch misses, an upper bound. */
 	uint64_t prefetch_unused;
+	/* Pages fetched that were not the version the engine stored (their
+	 * checksum differs from the one kept when it stored them): never
+	 * installed; a page the program waits for then stops it. */
+	uint64_t pages_mismatched;
+	/* Pool: copies read that were not the version stored, replaced by
+	 * another copy (counted also when none was left to read). */
+	uint64_t copies_bad;
 };
 
 int sdrsa_engine_stats(struct sdrsa_engine *e, struct sdrsa_engine_stats *out);

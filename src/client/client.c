@@ -762,9 +762,10 @@ _Static_assert(MANY_GET_FRAME * MANY_GET_FRAMES <= CLIENT_RESERVE &&
 		       MANY_PUT_FRAME * MANY_PUT_FRAMES <= CLIENT_RESERVE,
 	       "the window of *_many() must fit in the reserved slots");
 static int run_many(struct sdrsa_client *c, uint8_t kind, const uint64_t *addrs,
-		    void *const *pages, size_t n, int *results)
+		    void *const *pages, size_t n, int *results, uint64_t *csums)
 {
 	struct client_batch b = BATCH_INIT(results);
+	b.csums = csums;
 	size_t window, fl, i = 0;
 
 	if (!c || (n && !addrs))
@@ -829,7 +830,7 @@ int sdrsa_get_many(struct sdrsa_client *c, const uint64_t *addrs, void *const *p
 {
 	if (n && !pages)
 		return -EINVAL;
-	return run_many(c, SDRSA_OP_GET, addrs, pages, n, results);
+	return run_many(c, SDRSA_OP_GET, addrs, pages, n, results, NULL);
 }
 
 int sdrsa_put_many(struct sdrsa_client *c, const uint64_t *addrs, const void *const *pages,
@@ -837,12 +838,20 @@ int sdrsa_put_many(struct sdrsa_client *c, const uint64_t *addrs, const void *co
 {
 	if (n && !pages)
 		return -EINVAL;
-	return run_many(c, SDRSA_OP_PUT, addrs, (void *const *)pages, n, results);
+	return run_many(c, SDRSA_OP_PUT, addrs, (void *const *)pages, n, results, NULL);
+}
+
+int sdrsa_put_many_csum(struct sdrsa_client *c, const uint64_t *addrs, const void *const *pages,
+			size_t n, int *results, uint64_t *csums)
+{
+	if ((n && !pages) || (n && !csums))
+		return -EINVAL;
+	return run_many(c, SDRSA_OP_PUT, addrs, (void *const *)pages, n, results, csums);
 }
 
 int sdrsa_free(struct sdrsa_client *c, const uint64_t *addrs, size_t n)
 {
-	return run_many(c, SDRSA_OP_FREE, addrs, NULL, n, NULL);
+	return run_many(c, SDRSA_OP_FREE, addrs, NULL, n, NULL, NULL);
 }
 
 int sdrsa_free_all(struct sdrsa_client *c, uint64_t *freed)

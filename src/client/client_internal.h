@@ -72,6 +72,7 @@ struct client_batch {
 	size_t done;       /* operations completed so far */
 	size_t first_idx;  /* lowest tag that failed; SIZE_MAX: none */
 	int first_err;     /* its result */
+	uint64_t *csums;   /* PUT (sdrsa_put_many_csum): csums[op tag] = the page's checksum sent */
 };
 
 struct client_op {

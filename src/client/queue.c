@@ -208,6 +208,11 @@ static void append_entry(struct sdrsa_client *c, uint32_t head, uint32_t i)
 			e.len = SDRSA_PAGE_SIZE;
 			c->ops[head].ndata++;
 		}
+		/* What a GET of it will verify (a zero page is sent without a
+		 * checksum, but get_zero_page hands one over). */
+		if (op->batch && op->batch->csums)
+			op->batch->csums[op->tag] =
+			    op->zero ? sdrsa_page_csum(op->page, op->addr) : e.csum;
 	}
 	sdrsa_entry_encode(&e, c->meta + c->meta_len);
 	c->meta_len += SDRSA_ENTRY_SIZE;

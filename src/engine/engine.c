@@ -125,20 +125,25 @@ enum inject_kind {
 struct pent {
 	uint64_t key;   /* store key when PF_STORED */
 	uint32_t pslot; /* policy slot when RESIDENT or STAGED */
+	/* PF_STORED and not DIRTY (every REMOTE page): the low half of
+	 * sdrsa_page_csum(data, key) of the version stored, set when it was
+	 * sent (store_put) and kept through its stays in memory; every page
+	 * fetched must match it (fetched_ok). 32 bits so that the entry stays
+	 * 24 bytes: a wrong copy goes unseen once in 4e9. */
+	uint32_t ssum;
 	union {
-		struct {
-			uint32_t sslot;   /* staging slot when STAGED */
-			uint32_t evstamp; /* e->evict_clock when last evicted (REMOTE) */
-		};
-		/* RESIDENT with PF_VERIFY: sdrsa_page_csum(data, key) of the
-		 * data as fetched (the wire checksum, seeded with the key), in
-		 * two halves so that the entry stays 24 bytes. */
-		uint32_t vsum[2];
+		uint32_t sslot;   /* staging slot when STAGED */
+		uint32_t evstamp; /* e->evict_clock when last evicted (REMOTE) */
+		/* RESIDENT with PF_VERIFY: the high half of the fetched
+		 * page's checksum (ssum holds the low half). */
+		uint32_t vsum_hi;
 	};
 	uint8_t state;  /* PS_* */
 	uint8_t flags;  /* PF_* */
 	uint8_t wscore; /* 0..3: how often the page was written while local */
 };
+/* One per touched page: 24 bytes is 0.6% of the managed memory. */
+_Static_assert(sizeof(struct pent) == 24, "struct pent grew");
 
 struct chunk {
 	struct chunk *next; /* hash chain */
@@ -803,7 +808,7 @@ static inline void saw_write(struct pent *p)
  * have given it: dirty, a write seen, a use for the policy. */
 static void verify_moved(struct sdrsa_engine *e, struct pent *p, const void *data)
 {
-	uint64_t want = (uint64_t)p->vsum[0] | (uint64_t)p->vsum[1] << 32;
+	uint64_t want = (uint64_t)p->ssum | (uint64_t)p->vsum_hi << 32;
 	if (sdrsa_page_csum(data, p->key) == want)
 		return;
 	p->flags |= PF_DIRTY;
@@ -909,6 +914,19 @@ static void store_accepts(struct sdrsa_engine *e)
 	e->full_retry_at = 0;
 }
 
+/* Store n pages; sums[i] gets the checksum of each page stored, which a
+ * fetch of it must match (fetched_ok): from the store when it computed it
+ * anyway (libsdrsa's PUT frame), else hashed here. As put_many otherwise. */
+static int store_put(struct sdrsa_engine *e, const uint64_t *keys, const void *const *pages,
+		     size_t n, int *res, uint64_t *sums)
+{
+	if (e->store->ops->put_many_csum)
+		return e->store->ops->put_many_csum(e->store, keys, pages, n, res, sums);
+	for (size_t i = 0; i < n; i++)
+		sums[i] = sdrsa_page_csum(pages[i], keys[i]);
+	return e->store->ops->put_many(e->store, keys, pages, n, res);
+}
+
 /* Send up to n of the oldest staged pages away: dirty ones are stored,
  * clean ones dropped. Returns the number evicted, or -EIO after a fatal
  * store error. */
@@ -920,6 +938,7 @@ static ssize_t evict_some(struct sdrsa_engine *e, size_t n)
 	const void *pages[BATCH_MAX];
 	struct pent *ps[BATCH_MAX];
 	int res[BATCH_MAX];
+	uint64_t sums[BATCH_MAX]; /* checksum of each page put (store_put) */
 	size_t put_of[BATCH_MAX]; /* index in keys[] of page i's put, or SIZE_MAX */
 	size_t nput = 0;
 
@@ -962,7 +981,7 @@ static ssize_t evict_some(struct sdrsa_engine *e, size_t n)
 	size_t refused = 0;
 	int refusal = 0;
 	if (nput) {
-		int r = e->store->ops->put_many(e->store, keys, pages, nput, res);
+		int r = store_put(e, keys, pages, nput, res, sums);
 		for (size_t j = 0; r < 0 && j < nput; j++) {
 			if (res[j] == -ENOSPC || res[j] == -EDQUOT) {
 				refused++;
@@ -993,6 +1012,7 @@ static ssize_t evict_some(struct sdrsa_engine *e, size_t n)
 		}
 		if (p->flags & PF_DIRTY) {
 			p->flags = PF_STORED;
+			p->ssum = (uint32_t)sums[put_of[i]];
 			e->ndirty--;
 			e->st.pages_out++;
 		} else {
@@ -1253,8 +1273,26 @@ struct fetch {
 	uint32_t slot[1 + PREFETCH_MAX];   /* spare slot receiving page i; UINT32_MAX: fbuf */
 	uint64_t spc[1 + PREFETCH_MAX];    /* that spare's ring counter */
 	uint8_t arrived[1 + PREFETCH_MAX]; /* 1 arrived, 2 installed or given up */
-	uint64_t csum[1 + PREFETCH_MAX];   /* page i's checksum, if the store gives them */
+	uint64_t csum[1 + PREFETCH_MAX];   /* page i's checksum (the store's, or fetched_ok's) */
+	int stale0;                        /* the faulting page failed fetched_ok */
+	uint64_t stale0_sum;               /* what it hashed to */
 };
+
+/*
+ * End-to-end check of a fetched page: is it the version the engine stored?
+ * The wire checksum only proves that the server sent the bytes it holds for
+ * the key; an older copy (a put delivered late, a replica that missed a
+ * write, another client writing under our name) verifies there too. The
+ * page must hash to the checksum kept when it was stored (pent.ssum), a
+ * 4-byte compare when the store hands over the checksum it verified
+ * (gives_csums), else one hash here, kept in f->csum for install_moved.
+ */
+static int fetched_ok(struct sdrsa_engine *e, struct fetch *f, size_t i)
+{
+	if (!e->store->gives_csums && !e->store->ops->get_stream_want)
+		f->csum[i] = sdrsa_page_csum(f->bufs[i], f->qp[i]->key);
+	return (uint32_t)f->csum[i] == f->qp[i]->ssum;
+}
 
 /* Tests (SDRSA_TEST_FAULT=movein-write@N): a write into a page right after
  * its move-in, as another thread could make it, which raises no fault and
@@ -1293,9 +1331,7 @@ static size_t install_moved(struct sdrsa_engine *e, struct fetch *f, size_t i, s
 	int wp = wp_install(e, f->write);
 	if (wp)
 		for (size_t j = 0; j < run; j++)
-			sums[j] = e->store->gives_csums
-				      ? f->csum[i + j]
-				      : sdrsa_page_csum(f->bufs[i + j], f->qp[i + j]->key);
+			sums[j] = f->csum[i + j]; /* given by the store or hashed by fetched_ok */
 	int64_t m = move_checked(e, e->uffd, f->qaddr[i], (uint64_t)(uintptr_t)f->bufs[i], run, 1);
 	size_t ok = m > 0 ? (size_t)m / PAGE : 0;
 	for (size_t j = 0; j < ok; j++)
@@ -1331,8 +1367,21 @@ static void fetch_arrived(void *ctx, const size_t *idx, size_t k)
 {
 	struct fetch *f = ctx;
 	struct sdrsa_engine *e = f->e;
-	for (size_t j = 0; j < k; j++)
+	for (size_t j = 0; j < k; j++) {
 		f->arrived[idx[j]] = 1;
+		if (fetched_ok(e, f, idx[j]))
+			continue;
+		/* Not the version stored: never installed. A page fetched
+		 * ahead stays REMOTE (its fault fetches it again); the
+		 * faulting page stops the program (fault_remote). */
+		f->arrived[idx[j]] = 2;
+		e->st.pages_mismatched++;
+		if (idx[j] == 0) {
+			f->stale0 = 1;
+			f->stale0_sum = f->csum[0];
+			f->r0 = -EBADMSG;
+		}
+	}
 	e->st.pages_in += k;
 	if (f->arrived[0] == 1) {
 		f->arrived[0] = 2;
@@ -1382,10 +1431,10 @@ static void fetch_arrived(void *ctx, const size_t *idx, size_t k)
 			make_resident(e, q, f->qaddr[i + j], how[j] == 1, 1);
 			q->flags |= PF_AHEAD;
 			if (how[j] == 2) {
-				/* After make_resident, which reads evstamp. */
+				/* After make_resident, which reads evstamp
+				 * (the low half is ssum: fetched_ok). */
 				q->flags |= PF_VERIFY;
-				q->vsum[0] = (uint32_t)sums[j];
-				q->vsum[1] = (uint32_t)(sums[j] >> 32);
+				q->vsum_hi = (uint32_t)(sums[j] >> 32);
 			}
 			e->st.pages_prefetched++;
 		}
@@ -1463,13 +1512,16 @@ static void spares_untaken(struct sdrsa_engine *e, struct fetch *f)
 static int fault_remote(struct sdrsa_engine *e, struct pent *p, uint64_t addr, int write)
 {
 	uint64_t keys[1 + PREFETCH_MAX];
+	uint32_t want[1 + PREFETCH_MAX]; /* for get_stream_want: the checksums kept */
 	struct fetch *f = e->fetch;
 	size_t n = 1;
 
 	f->e = e;
 	f->write = write;
 	f->r0 = 1;
+	f->stale0 = 0;
 	keys[0] = p->key;
+	want[0] = p->ssum;
 	f->bufs[0] = e->fbuf;
 	f->slot[0] = UINT32_MAX;
 	f->qaddr[0] = addr;
@@ -1486,6 +1538,7 @@ static int fault_remote(struct sdrsa_engine *e, struct pent *p, uint64_t addr, i
 		if (!q || q->state != PS_REMOTE)
 			continue;
 		keys[n] = q->key;
+		want[n] = q->ssum;
 		f->slot[n] = spare_take(e, &f->spc[n]);
 		f->bufs[n] = f->slot[n] != UINT32_MAX ? stg_ptr(e, f->slot[n]) : e->fbuf + n * PAGE;
 		f->qaddr[n] = qa;
@@ -1504,8 +1557,24 @@ static int fault_remote(struct sdrsa_engine *e, struct pent *p, uint64_t addr, i
 		f->wr = 1;
 	inject_spare_hole(e, f);
 	spares_check(e, f);
-	int r = e->store->ops->get_stream(e->store, keys, f->bufs, n, fetch_arrived, f, f->csum);
+	/* A store with several copies checks them itself and reads another
+	 * copy when one fails (the pool); fetched_ok checks again. */
+	int r = e->store->ops->get_stream_want
+			? e->store->ops->get_stream_want(e->store, keys, want, f->bufs, n,
+							 fetch_arrived, f, f->csum)
+			: e->store->ops->get_stream(e->store, keys, f->bufs, n, fetch_arrived, f,
+						    f->csum);
 	spares_untaken(e, f);
+	if (f->stale0) {
+		/* Failing loudly beats handing the program the wrong data. */
+		engine_fatal(e, "page %#llx came back from memory server %s, but not as the engine "
+			     "stored it (key %#llx, checksum %08x, expected %08x): a stale or "
+			     "foreign copy",
+			     (unsigned long long)addr, e->server ? e->server : "(test store)",
+			     (unsigned long long)p->key, (unsigned)(uint32_t)f->stale0_sum,
+			     (unsigned)p->ssum);
+		return -EIO;
+	}
 	if (r < 0 && f->r0 == 1) {
 		engine_fatal(e, "cannot fetch page %#llx from memory server %s: %s%s%s",
 			     (unsigned long long)addr, e->server ? e->server : "(test store)",
@@ -2435,6 +2504,7 @@ static void stats_locked(struct sdrsa_engine *e, struct sdrsa_engine_stats *out)
 	out->pages_under_replicated = e->store->pages_under_replicated;
 	out->pages_rereplicated = e->store->pages_rereplicated;
 	out->pages_lost = e->store->pages_lost;
+	out->copies_bad = e->store->copies_bad;
 	out->lat_p50_ns = sdrsa_hist_pct(&e->lat_all, 50);
 	out->lat_p90_ns = sdrsa_hist_pct(&e->lat_all, 90);
 	out->lat_p99_ns = sdrsa_hist_pct(&e->lat_all, 99);
@@ -2471,7 +2541,7 @@ int sdrsa_engine_format_stats(const struct sdrsa_engine_stats *s, int json, char
 			"\"remote_fault_latency_ns\":{\"p50\":%llu,\"p99\":%llu},"
 			"\"servers_total\":%llu,\"servers_up\":%llu,"
 			"\"pages_under_replicated\":%llu,\"pages_rereplicated\":%llu,"
-			"\"pages_lost\":%llu}",
+			"\"pages_lost\":%llu,\"pages_mismatched\":%llu,\"copies_bad\":%llu}",
 			(unsigned long long)s->budget_pages, (unsigned long long)s->managed_bytes,
 			(unsigned long long)s->faults_zero, (unsigned long long)s->faults_remote,
 			(unsigned long long)s->faults_refill, (unsigned long long)s->faults_wp,
@@ -2490,7 +2560,8 @@ int sdrsa_engine_format_stats(const struct sdrsa_engine_stats *s, int json, char
 			(unsigned long long)s->remote_p99_ns, (unsigned long long)s->servers_total,
 			(unsigned long long)s->servers_up,
 			(unsigned long long)s->pages_under_replicated,
-			(unsigned long long)s->pages_rereplicated, (unsigned long long)s->pages_lost);
+			(unsigned long long)s->pages_rereplicated, (unsigned long long)s->pages_lost,
+			(unsigned long long)s->pages_mismatched, (unsigned long long)s->copies_bad);
 	int len = snprintf(buf, n,
 			"faults zero %llu remote %llu refill %llu wp %llu | pages in %llu "
 			"(prefetched %llu) out %llu dropped %llu | sent %.1f MiB | "
@@ -2515,6 +2586,12 @@ int sdrsa_engine_format_stats(const struct sdrsa_engine_stats *s, int json, char
 				(unsigned long long)s->pages_under_replicated,
 				(unsigned long long)s->pages_rereplicated,
 				(unsigned long long)s->pages_lost);
+	/* Copies that failed the end-to-end check: shown only when seen. */
+	if ((s->pages_mismatched || s->copies_bad) && len >= 0 && (size_t)len < n)
+		len += snprintf(buf + len, n - (size_t)len,
+				" | mismatched pages %llu, bad copies %llu",
+				(unsigned long long)s->pages_mismatched,
+				(unsigned long long)s->copies_bad);
 	return len;
 }
 
@@ -2943,4 +3020,15 @@ uint64_t engine_spare_holes(struct sdrsa_engine *e)
 	uint64_t n = e->spare_holes;
 	pthread_mutex_unlock(&e->lock);
 	return n;
+}
+
+int engine_page_key(struct sdrsa_engine *e, uintptr_t addr, uint64_t *key)
+{
+	pthread_mutex_lock(&e->lock);
+	struct pent *p = pt_get(e, (uint64_t)addr & PAGE_MASK);
+	int r = p && p->state == PS_REMOTE ? 0 : -ENOENT;
+	if (r == 0)
+		*key = p->key;
+	pthread_mutex_unlock(&e->lock);
+	return r;
 }

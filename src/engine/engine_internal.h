@@ -60,5 +60,8 @@ int engine_uffd(const struct sdrsa_engine *e);
 void engine_movein_counts(struct sdrsa_engine *e, uint64_t *moved, uint64_t *raced);
 /* Tests: spares that spares_check found without a page and did not use. */
 uint64_t engine_spare_holes(struct sdrsa_engine *e);
+/* Tests: the store key of a page held only remotely (0), else -ENOENT; so
+ * that a test can change the server's copy behind the engine's back. */
+int engine_page_key(struct sdrsa_engine *e, uintptr_t addr, uint64_t *key);
 
 #endif

@@ -62,6 +62,24 @@ struct store_ops {
 	 * between faults (the pool: health probes, re-replication), bounded
 	 * per call. Returns the ms until it wants to be called again, or -1. */
 	int (*tick)(struct store *s);
+	/* Optional (NULL: the caller hashes the pages). As put_many, and
+	 * csums[i] gets sdrsa_page_csum(pages[i], keys[i]) for each page
+	 * stored (results[i] == 0), taken from where the store computed it
+	 * anyway (libsdrsa's PUT frame): the engine keeps it to check the
+	 * page when it comes back (docs/ENGINE.md, "End-to-end check"). */
+	int (*put_many_csum)(struct store *s, const uint64_t *keys, const void *const *pages,
+			     size_t n, int *results, uint64_t *csums);
+	/* Optional (NULL: none). As get_stream, for a store that holds
+	 * several copies of a page (the pool): want[i] is the low half of
+	 * sdrsa_page_csum() of the version the caller stored; a copy that
+	 * differs counts as a failed copy (another is read; copies_bad) and
+	 * csums[i] gets every page's checksum, as with gives_csums. A page
+	 * with no matching copy is handed over all the same (the caller's own
+	 * check fails it). */
+	int (*get_stream_want)(struct store *s, const uint64_t *keys, const uint32_t *want,
+			       void *const *pages, size_t n,
+			       void (*arrived)(void *ctx, const size_t *idx, size_t k), void *ctx,
+			       uint64_t *csums);
 };
 
 struct store {
@@ -79,6 +97,7 @@ struct store {
 	uint64_t pages_under_replicated; /* keys with fewer copies than asked */
 	uint64_t pages_rereplicated;     /* copies made again after a loss or drain */
 	uint64_t pages_lost;             /* keys with no copy left (fatal if read) */
+	uint64_t copies_bad; /* copies read that were not the version stored (get_stream_want) */
 };
 
 static inline void store_free(struct store *s)
@@ -96,6 +115,14 @@ size_t store_mem_count(const struct store *s);
 /* Hold at most `pages` pages (0: no limit): puts of new keys beyond it are
  * refused with -ENOSPC, as a full memory server does. */
 void store_mem_set_capacity(struct store *s, size_t pages);
+/* Stale copies, for the engine's end-to-end check: with keep_old on, a put
+ * that replaces a page keeps the version it replaces; then the next n gets
+ * of pages that have one serve that older version instead, once each (with
+ * a valid checksum, as a memory server holding a late put would). ahead:
+ * only pages after the first of a get_stream (the engine's pages fetched
+ * ahead of the faulting one). */
+void store_mem_keep_old(struct store *s, int on);
+void store_mem_serve_old(struct store *s, uint64_t n, int ahead);
 
 struct sdrsa_client_config;
 /* Connect to a memory server. retry_ms bounds the time spent reconnecting

@@ -2,7 +2,9 @@
 /*
  * In-memory page store, for the engine's unit tests only (tests/engine): a
  * chained hash of key -> malloc'd page. Not used by rsa-app or the preload
- * library. It can simulate a dead server (store_mem_fail_after).
+ * library. It can simulate a dead server (store_mem_fail_after), a full one
+ * (store_mem_set_capacity) and one that serves an older version of a page
+ * (store_mem_serve_old: a put delivered late, a replica that missed a write).
  */
 #include <errno.h>
 #include <stdlib.h>
@@ -15,6 +17,7 @@
 struct mem_ent {
 	struct mem_ent *next;
 	uint64_t key;
+	unsigned char *old; /* the version before the last put (store_mem_serve_old) */
 	unsigned char data[PAGE];
 };
 
@@ -26,6 +29,9 @@ struct store_mem {
 	uint64_t ops;        /* operations done */
 	uint64_t fail_after; /* 0: never */
 	size_t capacity;     /* 0: no limit */
+	int keep_old;        /* puts keep the version they replace */
+	uint64_t serve_old;  /* gets left that serve an older version (each once) */
+	int old_ahead;       /* only to pages after the first of a get_stream */
 };
 
 static size_t bucket_of(const struct store_mem *m, uint64_t key)
@@ -49,7 +55,8 @@ static int fail_now(struct store_mem *m)
 	return 0;
 }
 
-static int mem_get_many(struct store *s, const uint64_t *keys, void *const *pages, size_t n)
+static int mem_get(struct store *s, const uint64_t *keys, void *const *pages, size_t n,
+		   int stream)
 {
 	struct store_mem *m = (struct store_mem *)s;
 	int r = fail_now(m);
@@ -59,10 +66,24 @@ static int mem_get_many(struct store *s, const uint64_t *keys, void *const *page
 		struct mem_ent *e = *find(m, keys[i]);
 		if (!e)
 			return -ENOENT;
+		if (m->serve_old && e->old && (!m->old_ahead || (stream && i > 0))) {
+			/* The old version, once: then it is forgotten. */
+			memcpy(pages[i], e->old, PAGE);
+			free(e->old);
+			e->old = NULL;
+			m->serve_old--;
+			s->bytes_recv += PAGE;
+			continue;
+		}
 		memcpy(pages[i], e->data, PAGE);
 		s->bytes_recv += PAGE;
 	}
 	return 0;
+}
+
+static int mem_get_many(struct store *s, const uint64_t *keys, void *const *pages, size_t n)
+{
+	return mem_get(s, keys, pages, n, 0);
 }
 
 static int mem_get_stream(struct store *s, const uint64_t *keys, void *const *pages, size_t n,
@@ -70,7 +91,7 @@ static int mem_get_stream(struct store *s, const uint64_t *keys, void *const *pa
 			  uint64_t *csums)
 {
 	(void)csums; /* gives none */
-	int r = mem_get_many(s, keys, pages, n);
+	int r = mem_get(s, keys, pages, n, 1);
 	if (r < 0)
 		return r;
 	size_t idx[64];
@@ -107,8 +128,13 @@ static int mem_put_many(struct store *s, const uint64_t *keys, const void *const
 				return -ENOMEM;
 			e->key = keys[i];
 			e->next = NULL;
+			e->old = NULL;
 			*pp = e;
 			m->count++;
+		} else if (m->keep_old) {
+			if (!(*pp)->old && !((*pp)->old = malloc(PAGE)))
+				return -ENOMEM;
+			memcpy((*pp)->old, (*pp)->data, PAGE);
 		}
 		memcpy((*pp)->data, pages[i], PAGE);
 		s->bytes_sent += PAGE;
@@ -127,6 +153,7 @@ static int mem_free_keys(struct store *s, const uint64_t *keys, size_t n)
 		if (*pp) {
 			struct mem_ent *e = *pp;
 			*pp = e->next;
+			free(e->old);
 			free(e);
 			m->count--;
 		}
@@ -145,6 +172,7 @@ static int mem_free_all(struct store *s, uint64_t *freed)
 		while (m->buckets[b]) {
 			struct mem_ent *e = m->buckets[b];
 			m->buckets[b] = e->next;
+			free(e->old);
 			free(e);
 			n++;
 		}
@@ -209,4 +237,15 @@ void store_mem_set_capacity(struct store *s, size_t pages)
 size_t store_mem_count(const struct store *s)
 {
 	return ((const struct store_mem *)s)->count;
+}
+
+void store_mem_keep_old(struct store *s, int on)
+{
+	((struct store_mem *)s)->keep_old = on;
+}
+
+void store_mem_serve_old(struct store *s, uint64_t n, int ahead)
+{
+	((struct store_mem *)s)->serve_old = n;
+	((struct store_mem *)s)->old_ahead = ahead;
 }

@@ -488,6 +488,7 @@ struct pipe_op {
 	uint64_t key;
 	void *page;
 	int r;
+	uint64_t csum; /* GET: the page's checksum, verified by libsdrsa */
 };
 
 static void pipe_run(struct store_pool *p, struct pipe_op *ops, size_t n, int first_srv,
@@ -511,8 +512,8 @@ static void pipe_run(struct store_pool *p, struct pipe_op *ops, size_t n, int fi
 			int r = ops[i].opcode == SDRSA_OP_PUT
 					? sdrsa_submit_put(cl[s], ops[i].key, ops[i].page,
 							   PIPE_TAG_OF(gen, i))
-					: sdrsa_submit_get(cl[s], ops[i].key, ops[i].page,
-							   PIPE_TAG_OF(gen, i));
+					: sdrsa_submit_get_csum(cl[s], ops[i].key, ops[i].page,
+								PIPE_TAG_OF(gen, i), &ops[i].csum);
 			if (r < 0)
 				break; /* the rest go through the store */
 			sent[s]++;
@@ -573,13 +574,59 @@ static int best_copy(struct store_pool *p, uint32_t mask)
 	return best;
 }
 
+static void free_on(struct store_pool *p, unsigned i, const uint64_t *keys, size_t n);
+
 struct fetch_ctx {
 	const size_t *map; /* index in the sub call -> index in the caller's */
 	uint8_t *done;
 	size_t ndone;
 	void (*arrived)(void *ctx, const size_t *idx, size_t k);
 	void *ctx;
+	/* End-to-end check (pool_get_stream_want), by the caller's index:
+	 * want[i] the checksum's low half the caller stored, csums[i] gets
+	 * the page's; NULL: no check (re-replication, get_many). */
+	struct store_pool *p;
+	const uint64_t *keys;
+	void *const *pages;
+	const uint32_t *want;
+	uint64_t *csums;
+	uint32_t *bad; /* servers whose copy of page i failed: freed there after the fetch */
+	int srv;       /* the server the sub call reads from */
+	uint64_t *subsum; /* the sub call's checksums (libsdrsa's), by its index */
 };
+
+/*
+ * Is the copy of page i that server srv sent, with checksum sum (libsdrsa's,
+ * verified on receipt: no second hash), the version stored? One that
+ * is not (a put it missed or got late, a client writing under our name) is
+ * taken as a failed copy: the server's copy is forgotten (and freed there)
+ * and another is read. The last copy is handed over even so: the caller's
+ * check then fails it loudly, where "no copy left" would hide why.
+ */
+static int copy_ok(struct fetch_ctx *f, size_t i, int srv, uint64_t sum)
+{
+	if (!f->want)
+		return 1;
+	if (f->csums)
+		f->csums[i] = sum;
+	if ((uint32_t)sum == f->want[i])
+		return 1;
+	struct store_pool *p = f->p;
+	uint64_t key = f->keys[i];
+	uint32_t mask = loc_get(p, key);
+	p->base.copies_bad++;
+	if (srv < 0 || !(mask & (1u << srv)) || !(mask & ~(1u << srv)))
+		return 1;
+	plog(p, SDRSA_LOG_WARN,
+	     "memory server %s holds a copy of page key 0x%llx that is not the version "
+	     "stored (checksum %08x, expected %08x): reading another copy",
+	     p->srv[srv].address, (unsigned long long)key, (unsigned)(uint32_t)sum,
+	     (unsigned)f->want[i]);
+	if (loc_set(p, key, mask & ~(1u << srv)) < 0)
+		return 1;
+	f->bad[i] |= 1u << srv; /* not freed now: srv's connection is busy with this fetch */
+	return 0;
+}
 
 static void sub_arrived(void *c, const size_t *idx, size_t k)
 {
@@ -588,7 +635,7 @@ static void sub_arrived(void *c, const size_t *idx, size_t k)
 	size_t m = 0;
 	for (size_t j = 0; j < k; j++) {
 		size_t i = f->map[idx[j]];
-		if (f->done[i])
+		if (f->done[i] || !copy_ok(f, i, f->srv, f->subsum[idx[j]]))
 			continue;
 		f->done[i] = 1;
 		f->ndone++;
@@ -615,7 +662,7 @@ static void pipe_fetched(void *ctx, struct pipe_op *op)
 		return;
 	size_t i = (size_t)(op - pf->ops);
 	struct fetch_ctx *f = pf->f;
-	if (f->done[i])
+	if (f->done[i] || !copy_ok(f, i, op->srv, op->csum))
 		return;
 	f->done[i] = 1;
 	f->ndone++;
@@ -648,22 +695,28 @@ static int no_copy(struct store_pool *p, uint64_t key)
  * their other copies.
  */
 static int fetch(struct store_pool *p, const uint64_t *keys, void *const *pages, size_t n,
-		 void (*arrived)(void *ctx, const size_t *idx, size_t k), void *ctx)
+		 void (*arrived)(void *ctx, const size_t *idx, size_t k), void *ctx,
+		 const uint32_t *want, uint64_t *csums)
 {
 	if (!n)
 		return 0;
 	struct arena *a = &p->fetch_mem;
 	if (arena_reset(a, ARENA_SIZE(n) + ARENA_SIZE(n * sizeof(size_t)) +
 				   ARENA_SIZE(n * sizeof(uint64_t)) + ARENA_SIZE(n * sizeof(void *)) +
-				   ARENA_SIZE(n * sizeof(struct pipe_op))) < 0)
+				   ARENA_SIZE(n * sizeof(struct pipe_op)) +
+				   ARENA_SIZE(n * sizeof(uint32_t)) + ARENA_SIZE(n * sizeof(uint64_t))) < 0)
 		return -ENOMEM;
 	uint8_t *done = arena_get(a, n);
 	size_t *map = arena_get(a, n * sizeof(*map));
 	uint64_t *k = arena_get(a, n * sizeof(*k));
 	void **pg = arena_get(a, n * sizeof(*pg));
 	struct pipe_op *ops = arena_get(a, n * sizeof(*ops));
+	uint32_t *bad = arena_get(a, n * sizeof(*bad));
+	uint64_t *subsum = arena_get(a, n * sizeof(*subsum));
 	int err = 0;
-	struct fetch_ctx f = {.map = map, .done = done, .arrived = arrived, .ctx = ctx};
+	struct fetch_ctx f = {.map = map, .done = done, .arrived = arrived, .ctx = ctx,
+			      .p = p, .keys = keys, .pages = pages, .want = want, .csums = csums,
+			      .bad = bad, .subsum = subsum};
 	/* All copies asked for at once (pages spread over servers); what does
 	 * not come this way is fetched below, server by server, with retries. */
 	if (n > 1) {
@@ -706,7 +759,8 @@ static int fetch(struct store_pool *p, const uint64_t *keys, void *const *pages,
 				m++;
 			}
 		struct pool_server *s = &p->srv[srv];
-		int r = s->st->ops->get_stream(s->st, k, pg, m, sub_arrived, &f, NULL);
+		f.srv = srv;
+		int r = s->st->ops->get_stream(s->st, k, pg, m, sub_arrived, &f, subsum);
 		if (r == 0)
 			continue;
 		if (is_conn_error(r)) {
@@ -719,10 +773,12 @@ static int fetch(struct store_pool *p, const uint64_t *keys, void *const *pages,
 			size_t i = map[j];
 			if (done[i])
 				continue;
-			struct fetch_ctx f1 = {.map = &map[j], .done = done, .arrived = arrived,
-					       .ctx = ctx};
-			int r1 =
-			    s->st->ops->get_stream(s->st, &k[j], &pg[j], 1, sub_arrived, &f1, NULL);
+			struct fetch_ctx f1 = f;
+			f1.map = &map[j];
+			f1.subsum = &subsum[j];
+			f1.ndone = 0;
+			int r1 = s->st->ops->get_stream(s->st, &k[j], &pg[j], 1, sub_arrived, &f1,
+							&subsum[j]);
 			f.ndone += f1.ndone;
 			if (r1 == 0)
 				continue;
@@ -746,6 +802,14 @@ static int fetch(struct store_pool *p, const uint64_t *keys, void *const *pages,
 		}
 	}
 out:
+	/* Copies that failed the end-to-end check (copy_ok): free them. */
+	for (unsigned s = 0; want && s < p->n; s++) {
+		size_t m = 0;
+		for (size_t i = 0; i < n; i++)
+			if (bad[i] & (1u << s))
+				k[m++] = keys[i];
+		free_on(p, s, k, m);
+	}
 	refresh_counters(p);
 	return err;
 }
@@ -759,15 +823,26 @@ static void ignore_arrival(void *ctx, const size_t *idx, size_t k)
 
 static int pool_get_many(struct store *st, const uint64_t *keys, void *const *pages, size_t n)
 {
-	return fetch((struct store_pool *)st, keys, pages, n, ignore_arrival, NULL);
+	return fetch((struct store_pool *)st, keys, pages, n, ignore_arrival, NULL, NULL, NULL);
 }
 
 static int pool_get_stream(struct store *st, const uint64_t *keys, void *const *pages, size_t n,
 			   void (*arrived)(void *ctx, const size_t *idx, size_t k), void *ctx,
 			   uint64_t *csums)
 {
-	(void)csums; /* gives none: the copies come from several servers' get_stream */
-	return fetch((struct store_pool *)st, keys, pages, n, arrived, ctx);
+	(void)csums; /* given only with want: pool_get_stream_want */
+	return fetch((struct store_pool *)st, keys, pages, n, arrived, ctx, NULL, NULL);
+}
+
+/* The engine's end-to-end check inside the pool, where a copy that fails it
+ * can be replaced by another (copy_ok); csums[i] gets each page's checksum,
+ * so that the engine does not hash it again. */
+static int pool_get_stream_want(struct store *st, const uint64_t *keys, const uint32_t *want,
+				void *const *pages, size_t n,
+				void (*arrived)(void *ctx, const size_t *idx, size_t k), void *ctx,
+				uint64_t *csums)
+{
+	return fetch((struct store_pool *)st, keys, pages, n, arrived, ctx, want, csums);
 }
 
 /* ---- writes ---- */
@@ -1130,7 +1205,7 @@ static void repair(struct store_pool *p, uint64_t now)
 	void *pages[REPAIR_BATCH];
 	for (size_t i = 0; i < m; i++)
 		pages[i] = p->buf + i * SDRSA_PAGE_SIZE;
-	if (fetch(p, key, pages, m, ignore_arrival, NULL) < 0)
+	if (fetch(p, key, pages, m, ignore_arrival, NULL, NULL, NULL) < 0)
 		return; /* a key lost every copy (logged) or a server failed: next tick */
 	for (unsigned s = 0; s < p->n; s++) {
 		uint64_t k[REPAIR_BATCH];
@@ -1230,6 +1305,7 @@ static void pool_fork_child(struct store *st)
 static const struct store_ops pool_ops = {
 	.get_many = pool_get_many,
 	.get_stream = pool_get_stream,
+	.get_stream_want = pool_get_stream_want,
 	.put_many = pool_put_many,
 	.free_keys = pool_free_keys,
 	.free_all = pool_free_all,

@@ -315,8 +315,8 @@ static int sd_get_stream(struct store *st, const uint64_t *keys, void *const *pa
 /* Puts are retried page by page: a page answered with a connection error
  * is sent again after the reconnect, a page answered -ENOSPC or -EDQUOT is
  * reported to the caller (the engine keeps it). */
-static int sd_put_many(struct store *st, const uint64_t *keys, const void *const *pages, size_t n,
-		       int *results)
+static int sd_put(struct store *st, const uint64_t *keys, const void *const *pages, size_t n,
+		  int *results, uint64_t *csums)
 {
 	struct store_sdrsa *s = (struct store_sdrsa *)st;
 	enum { CHUNK = 256 };
@@ -324,6 +324,7 @@ static int sd_put_many(struct store *st, const uint64_t *keys, const void *const
 	const void *pg[CHUNK];
 	size_t idx[CHUNK];
 	int res[CHUNK];
+	uint64_t cs[CHUNK];
 	int first = 0;
 	for (size_t base = 0; base < n; base += CHUNK) {
 		size_t m = MIN((size_t)CHUNK, n - base);
@@ -340,7 +341,8 @@ static int sd_put_many(struct store *st, const uint64_t *keys, const void *const
 				for (size_t i = 0; i < m; i++)
 					res[i] = r;
 			else
-				r = sdrsa_put_many(s->c, k, pg, m, res);
+				r = csums ? sdrsa_put_many_csum(s->c, k, pg, m, res, cs)
+					  : sdrsa_put_many(s->c, k, pg, m, res);
 			size_t left = 0;
 			int conn = 0;
 			for (size_t i = 0; i < m; i++) {
@@ -355,6 +357,8 @@ static int sd_put_many(struct store *st, const uint64_t *keys, const void *const
 				}
 				if (results)
 					results[idx[i]] = ri;
+				if (ri == 0 && csums)
+					csums[idx[i]] = cs[i];
 				if (ri == 0)
 					st->bytes_sent += SDRSA_PAGE_SIZE;
 				else if (!first)
@@ -372,6 +376,20 @@ static int sd_put_many(struct store *st, const uint64_t *keys, const void *const
 		}
 	}
 	return first;
+}
+
+static int sd_put_many(struct store *st, const uint64_t *keys, const void *const *pages, size_t n,
+		       int *results)
+{
+	return sd_put(st, keys, pages, n, results, NULL);
+}
+
+/* The checksums come from libsdrsa, which computed them to build the PUT
+ * frames: the engine keeps them without hashing the pages again. */
+static int sd_put_many_csum(struct store *st, const uint64_t *keys, const void *const *pages,
+			    size_t n, int *results, uint64_t *csums)
+{
+	return sd_put(st, keys, pages, n, results, csums);
 }
 
 static int sd_free_keys(struct store *st, const uint64_t *keys, size_t n)
@@ -428,6 +446,7 @@ static const struct store_ops sd_ops = {
 	.free_all = sd_free_all,
 	.destroy = sd_destroy,
 	.fork_child = sd_fork_child,
+	.put_many_csum = sd_put_many_csum,
 };
 
 int store_sdrsa_new(const struct sdrsa_client_config *cfg, int retry_ms, struct store **ret)
