@@ -219,6 +219,53 @@ static int check_fetched(struct pager *p, uint64_t pg, const void *data)
 	return -EBADMSG;
 }
 
+static void arrived_any(void *ctx, const size_t *idx, size_t k)
+{
+	(void)ctx;
+	(void)idx;
+	(void)k;
+}
+
+/* Fetch pages pgs[0..n) into bufs and check each (check_fetched). A store
+ * with several copies of a page (a pool) is told which version is wanted,
+ * so that it reads another copy when one is not it. */
+static int fetch_checked(struct pager *p, const uint64_t *pgs, void *const *bufs, size_t n)
+{
+	const struct store_ops *ops = p->cfg.store->ops;
+	uint64_t keys[1 + PREFETCH_MAX];
+	uint32_t want[1 + PREFETCH_MAX];
+	int r;
+
+	for (size_t i = 0; i < n; i++) {
+		keys[i] = pgs[i] * PAGE;
+		want[i] = p->ssum[pgs[i]];
+	}
+	if (ops->get_stream_want)
+		r = ops->get_stream_want(p->cfg.store, keys, want, bufs, n, arrived_any, NULL, NULL);
+	else
+		r = ops->get_many(p->cfg.store, keys, bufs, n);
+	for (size_t i = 0; r == 0 && i < n; i++)
+		r = check_fetched(p, pgs[i], bufs[i]);
+	return r;
+}
+
+/* put_many, and csums[i] the checksum of each page stored: from the store
+ * when it computed it anyway (libsdrsa's PUT frame), else hashed here. */
+static int put_pages(struct pager *p, const uint64_t *keys, const void *const *pages, size_t n,
+		     int *results, uint64_t *csums)
+{
+	const struct store_ops *ops = p->cfg.store->ops;
+	int r;
+
+	if (ops->put_many_csum)
+		return ops->put_many_csum(p->cfg.store, keys, pages, n, results, csums);
+	r = ops->put_many(p->cfg.store, keys, pages, n, results);
+	for (size_t i = 0; i < n; i++)
+		if (results[i] == 0)
+			csums[i] = sdrsa_page_csum(pages[i], keys[i]);
+	return r;
+}
+
 const char *pager_why(const struct pager *p)
 {
 	return p->why[0] ? p->why : NULL;
@@ -301,6 +348,7 @@ static int evict_some(struct pager *p, size_t want)
 	uint64_t pgs[BATCH], keys[BATCH];
 	const void *ptrs[BATCH];
 	int sendidx[BATCH], results[BATCH];
+	uint64_t sums[BATCH];
 	size_t n, i, nsend = 0;
 	int r, evicted = 0;
 
@@ -332,7 +380,7 @@ static int evict_some(struct pager *p, size_t want)
 	if (nsend) {
 		for (i = 0; i < nsend; i++)
 			results[i] = 0;
-		r = p->cfg.store->ops->put_many(p->cfg.store, keys, ptrs, nsend, results);
+		r = put_pages(p, keys, ptrs, nsend, results, sums);
 		if (r < 0 && r != -ENOSPC && r != -EDQUOT)
 			return r;
 		if (r < 0)
@@ -352,7 +400,7 @@ static int evict_some(struct pager *p, size_t want)
 			p->s.pages_out++;
 			p->s.bytes_sent += PAGE;
 			p->fl[pg] |= F_STORED;
-			p->ssum[pg] = page_sum(ptrs[sendidx[i]], pg);
+			p->ssum[pg] = (uint32_t)sums[sendidx[i]];
 			clear_dirty(p, pg);
 		} else {
 			p->s.pages_dropped++; /* clean: the server or zeros have it */
@@ -477,10 +525,10 @@ static uint64_t watch_gpa(const struct pager *p, uint64_t pg)
  * refuses it (full), it goes back in. */
 static int watch_upload(struct pager *p, uint64_t pg)
 {
-	uint64_t t0 = now_ns(), key = pg * PAGE;
+	uint64_t t0 = now_ns(), key = pg * PAGE, sum = 0;
 	const void *data = NULL;
 	uint8_t st = p->st[pg];
-	int r = 0;
+	int r = 0, res = 0;
 
 	for (int i = 0; i < MAX_WATCH; i++)
 		if (p->w[i].used && p->w[i].pg == pg)
@@ -510,7 +558,9 @@ static int watch_upload(struct pager *p, uint64_t pg)
 			 (unsigned long long)watch_gpa(p, pg));
 		return 0;
 	}
-	r = p->cfg.store->ops->put_many(p->cfg.store, &key, &data, 1, NULL);
+	r = put_pages(p, &key, &data, 1, &res, &sum);
+	if (r == 0)
+		r = res;
 	if (r == -ENOSPC || r == -EDQUOT) {
 		int perr = r;
 
@@ -534,7 +584,7 @@ static int watch_upload(struct pager *p, uint64_t pg)
 	p->s.pages_out++;
 	p->s.bytes_sent += PAGE;
 	p->fl[pg] |= F_STORED;
-	p->ssum[pg] = page_sum(data, pg);
+	p->ssum[pg] = (uint32_t)sum;
 	clear_dirty(p, pg);
 	if (st == S_STAGED) {
 		p->stg_free[p->nfree++] = p->sslot[pg];
@@ -597,15 +647,12 @@ static int watch_fault(struct pager *p, uint64_t pg, enum pager_access kind)
 			return r;
 		break;
 	case S_REMOTE: {
-		uint64_t key = pg * PAGE;
 		void *buf = p->fbuf;
 
 		r = make_room(p, 1);
 		if (r < 0)
 			return r;
-		r = p->cfg.store->ops->get_many(p->cfg.store, &key, &buf, 1);
-		if (r == 0)
-			r = check_fetched(p, pg, buf);
+		r = fetch_checked(p, &pg, &buf, 1);
 		if (r < 0)
 			return r;
 		p->s.faults_remote++;
@@ -813,7 +860,7 @@ int pager_fault(struct pager *p, uint64_t pg, enum pager_access kind)
 		return 0;
 	}
 	case S_REMOTE: {
-		uint64_t keys[1 + PREFETCH_MAX], pgs[1 + PREFETCH_MAX];
+		uint64_t pgs[1 + PREFETCH_MAX];
 		void *bufs[1 + PREFETCH_MAX];
 		size_t n = 1, max = p->cfg.prefetch ? p->cfg.budget_pages / 16 : 0;
 
@@ -825,13 +872,9 @@ int pager_fault(struct pager *p, uint64_t pg, enum pager_access kind)
 			if (r < 0)
 				return r;
 		}
-		for (size_t i = 0; i < n; i++) {
-			keys[i] = pgs[i] * PAGE;
+		for (size_t i = 0; i < n; i++)
 			bufs[i] = p->fbuf + i * PAGE;
-		}
-		r = p->cfg.store->ops->get_many(p->cfg.store, keys, bufs, n);
-		for (size_t i = 0; r == 0 && i < n; i++)
-			r = check_fetched(p, pgs[i], bufs[i]);
+		r = fetch_checked(p, pgs, bufs, n);
 		if (r < 0)
 			return r;
 		p->s.faults_remote++;
@@ -957,7 +1000,6 @@ void pager_stats(const struct pager *p, struct sdrsa_engine_stats *out)
 int pager_restore_all(struct pager *p)
 {
 	for (uint64_t pg = 0; pg < p->cfg.npages; pg++) {
-		uint64_t key = pg * PAGE;
 		void *buf = p->fbuf;
 		int r;
 
@@ -967,9 +1009,7 @@ int pager_restore_all(struct pager *p)
 				return r;
 			policy_requeue(p->pol, p->pslot[pg]);
 		} else if (p->st[pg] == S_REMOTE) {
-			r = p->cfg.store->ops->get_many(p->cfg.store, &key, &buf, 1);
-			if (r == 0)
-				r = check_fetched(p, pg, buf);
+			r = fetch_checked(p, &pg, &buf, 1);
 			if (r == 0)
 				r = p->cfg.ops->install(p->cfg.be, pg, buf, 0);
 			if (r < 0 && r != -EEXIST)
