@@ -177,6 +177,20 @@ static void overwrite(const char *addr, const char *name, uint64_t key, uint64_t
 	sdrsa_client_free(c);
 }
 
+/* An engine of cfg (*ep) with a region (*rgp) of NPAGES pages, each filled
+ * with version 1 of its pattern (most of them are then remote); returns the
+ * region's address. */
+static unsigned char *filled_region(const struct sdrsa_engine_config *cfg, struct sdrsa_engine **ep,
+				    struct sdrsa_region **rgp)
+{
+	CHECK(sdrsa_engine_new(cfg, ep) == 0);
+	CHECK(sdrsa_region_new(*ep, NPAGES * PG, rgp) == 0);
+	unsigned char *m = sdrsa_region_addr(*rgp);
+	for (unsigned i = 0; i < NPAGES; i++)
+		t_fill(m + (size_t)i * PG, i, 1);
+	return m;
+}
+
 static void foreign_server_child(void *arg)
 {
 	const char *addr = arg;
@@ -186,12 +200,8 @@ static void foreign_server_child(void *arg)
 		.local_bytes = BUDGET_PAGES * PG,
 	};
 	struct sdrsa_engine *e;
-	CHECK(sdrsa_engine_new(&cfg, &e) == 0);
 	struct sdrsa_region *rg;
-	CHECK(sdrsa_region_new(e, NPAGES * PG, &rg) == 0);
-	unsigned char *m = sdrsa_region_addr(rg);
-	for (unsigned i = 0; i < NPAGES; i++)
-		t_fill(m + (size_t)i * PG, i, 1);
+	unsigned char *m = filled_region(&cfg, &e, &rg);
 	/* Page 5 is remote: another client under the same name overwrites
 	 * it with a page of its own, which carries a valid checksum. */
 	uint64_t key;
@@ -219,12 +229,8 @@ static void test_fork_borrowed(struct t_server *srv)
 		.local_bytes = BUDGET_PAGES * PG,
 	};
 	struct sdrsa_engine *e;
-	CHECK(sdrsa_engine_new(&cfg, &e) == 0);
 	struct sdrsa_region *rg;
-	CHECK(sdrsa_region_new(e, NPAGES * PG, &rg) == 0);
-	unsigned char *m = sdrsa_region_addr(rg);
-	for (unsigned i = 0; i < NPAGES; i++)
-		t_fill(m + (size_t)i * PG, i, 1);
+	unsigned char *m = filled_region(&cfg, &e, &rg);
 	uint64_t key;
 	CHECK(engine_page_key(e, (uintptr_t)(m + 5 * PG), &key) == 0);
 	int go[2], errp[2];
@@ -302,13 +308,9 @@ static void test_pool_bad_replica(void)
 		.log = capture_log,
 	};
 	struct sdrsa_engine *e;
-	g_log[0] = 0;
-	CHECK(sdrsa_engine_new(&cfg, &e) == 0);
 	struct sdrsa_region *rg;
-	CHECK(sdrsa_region_new(e, NPAGES * PG, &rg) == 0);
-	unsigned char *m = sdrsa_region_addr(rg);
-	for (unsigned i = 0; i < NPAGES; i++)
-		t_fill(m + (size_t)i * PG, i, 1);
+	g_log[0] = 0;
+	unsigned char *m = filled_region(&cfg, &e, &rg);
 	uint64_t k5, k6;
 	CHECK(engine_page_key(e, (uintptr_t)(m + 5 * PG), &k5) == 0);
 	CHECK(engine_page_key(e, (uintptr_t)(m + 6 * PG), &k6) == 0);
