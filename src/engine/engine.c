@@ -914,19 +914,6 @@ static void store_accepts(struct sdrsa_engine *e)
 	e->full_retry_at = 0;
 }
 
-/* Store n pages; sums[i] gets the checksum of each page stored, which a
- * fetch of it must match (fetched_ok): from the store when it computed it
- * anyway (libsdrsa's PUT frame), else hashed here. As put_many otherwise. */
-static int store_put(struct sdrsa_engine *e, const uint64_t *keys, const void *const *pages,
-		     size_t n, int *res, uint64_t *sums)
-{
-	if (e->store->ops->put_many_csum)
-		return e->store->ops->put_many_csum(e->store, keys, pages, n, res, sums);
-	for (size_t i = 0; i < n; i++)
-		sums[i] = sdrsa_page_csum(pages[i], keys[i]);
-	return e->store->ops->put_many(e->store, keys, pages, n, res);
-}
-
 /* Send up to n of the oldest staged pages away: dirty ones are stored,
  * clean ones dropped. Returns the number evicted, or -EIO after a fatal
  * store error. */
@@ -938,7 +925,7 @@ static ssize_t evict_some(struct sdrsa_engine *e, size_t n)
 	const void *pages[BATCH_MAX];
 	struct pent *ps[BATCH_MAX];
 	int res[BATCH_MAX];
-	uint64_t sums[BATCH_MAX]; /* checksum of each page put (store_put) */
+	uint64_t sums[BATCH_MAX]; /* checksum of each page stored, which a fetch must match */
 	size_t put_of[BATCH_MAX]; /* index in keys[] of page i's put, or SIZE_MAX */
 	size_t nput = 0;
 
@@ -981,7 +968,7 @@ static ssize_t evict_some(struct sdrsa_engine *e, size_t n)
 	size_t refused = 0;
 	int refusal = 0;
 	if (nput) {
-		int r = store_put(e, keys, pages, nput, res, sums);
+		int r = store_put_csum(e->store, keys, pages, nput, res, sums);
 		for (size_t j = 0; r < 0 && j < nput; j++) {
 			if (res[j] == -ENOSPC || res[j] == -EDQUOT) {
 				refused++;
@@ -1274,8 +1261,7 @@ struct fetch {
 	uint64_t spc[1 + PREFETCH_MAX];    /* that spare's ring counter */
 	uint8_t arrived[1 + PREFETCH_MAX]; /* 1 arrived, 2 installed or given up */
 	uint64_t csum[1 + PREFETCH_MAX];   /* page i's checksum (the store's, or fetched_ok's) */
-	int stale0;                        /* the faulting page failed fetched_ok */
-	uint64_t stale0_sum;               /* what it hashed to */
+	int stale0;                        /* the faulting page failed fetched_ok (csum[0]) */
 };
 
 /*
@@ -1289,7 +1275,7 @@ struct fetch {
  */
 static int fetched_ok(struct sdrsa_engine *e, struct fetch *f, size_t i)
 {
-	if (!e->store->gives_csums && !e->store->ops->get_stream_want)
+	if (!store_fills_csums(e->store))
 		f->csum[i] = sdrsa_page_csum(f->bufs[i], f->qp[i]->key);
 	return (uint32_t)f->csum[i] == f->qp[i]->ssum;
 }
@@ -1378,7 +1364,6 @@ static void fetch_arrived(void *ctx, const size_t *idx, size_t k)
 		e->st.pages_mismatched++;
 		if (idx[j] == 0) {
 			f->stale0 = 1;
-			f->stale0_sum = f->csum[0];
 			f->r0 = -EBADMSG;
 		}
 	}
@@ -1559,11 +1544,7 @@ static int fault_remote(struct sdrsa_engine *e, struct pent *p, uint64_t addr, i
 	spares_check(e, f);
 	/* A store with several copies checks them itself and reads another
 	 * copy when one fails (the pool); fetched_ok checks again. */
-	int r = e->store->ops->get_stream_want
-			? e->store->ops->get_stream_want(e->store, keys, want, f->bufs, n,
-							 fetch_arrived, f, f->csum)
-			: e->store->ops->get_stream(e->store, keys, f->bufs, n, fetch_arrived, f,
-						    f->csum);
+	int r = store_get_want(e->store, keys, want, f->bufs, n, fetch_arrived, f, f->csum);
 	spares_untaken(e, f);
 	if (f->stale0) {
 		/* Failing loudly beats handing the program the wrong data. */
@@ -1571,7 +1552,7 @@ static int fault_remote(struct sdrsa_engine *e, struct pent *p, uint64_t addr, i
 			     "stored it (key %#llx, checksum %08x, expected %08x): a stale or "
 			     "foreign copy",
 			     (unsigned long long)addr, e->server ? e->server : "(test store)",
-			     (unsigned long long)p->key, (unsigned)(uint32_t)f->stale0_sum,
+			     (unsigned long long)p->key, (unsigned)(uint32_t)f->csum[0],
 			     (unsigned)p->ssum);
 		return -EIO;
 	}

@@ -106,6 +106,51 @@ static inline void store_free(struct store *s)
 		s->ops->destroy(s);
 }
 
+/* ---- the end-to-end check's side of a store (docs/ENGINE.md), shared by
+ * the engine and the VM pager ---- */
+
+/* put_many, with csums[i] = sdrsa_page_csum(pages[i], keys[i]) for each page
+ * stored: the store's own when it computed it anyway (put_many_csum), else
+ * hashed here (before the put: a store that fails early leaves results[]
+ * unwritten). */
+static inline int store_put_csum(struct store *s, const uint64_t *keys, const void *const *pages,
+				 size_t n, int *results, uint64_t *csums)
+{
+	if (s->ops->put_many_csum)
+		return s->ops->put_many_csum(s, keys, pages, n, results, csums);
+	for (size_t i = 0; i < n; i++)
+		csums[i] = sdrsa_page_csum(pages[i], keys[i]);
+	return s->ops->put_many(s, keys, pages, n, results);
+}
+
+/* get_stream, telling a store that holds several copies of a page which
+ * version is wanted (get_stream_want: it reads another copy when one is not
+ * it). want[i]: the low half of the checksum kept when page i was stored. */
+static inline int store_get_want(struct store *s, const uint64_t *keys, const uint32_t *want,
+				 void *const *pages, size_t n,
+				 void (*arrived)(void *ctx, const size_t *idx, size_t k), void *ctx,
+				 uint64_t *csums)
+{
+	if (s->ops->get_stream_want)
+		return s->ops->get_stream_want(s, keys, want, pages, n, arrived, ctx, csums);
+	return s->ops->get_stream(s, keys, pages, n, arrived, ctx, csums);
+}
+
+/* Does store_get_want() fill csums[] with each page's checksum (so that the
+ * caller need not hash the page to check it)? */
+static inline int store_fills_csums(const struct store *s)
+{
+	return s->gives_csums || s->ops->get_stream_want;
+}
+
+/* An arrived callback for callers that only want the pages at the end. */
+static inline void store_arrived_ignore(void *ctx, const size_t *idx, size_t k)
+{
+	(void)ctx;
+	(void)idx;
+	(void)k;
+}
+
 /* In-memory store for tests. fail_after: after this many successful
  * operations every operation fails with -ECONNRESET (0: never fail). */
 int store_mem_new(struct store **ret);

@@ -814,16 +814,9 @@ out:
 	return err;
 }
 
-static void ignore_arrival(void *ctx, const size_t *idx, size_t k)
-{
-	(void)ctx;
-	(void)idx;
-	(void)k;
-}
-
 static int pool_get_many(struct store *st, const uint64_t *keys, void *const *pages, size_t n)
 {
-	return fetch((struct store_pool *)st, keys, pages, n, ignore_arrival, NULL, NULL, NULL);
+	return fetch((struct store_pool *)st, keys, pages, n, store_arrived_ignore, NULL, NULL, NULL);
 }
 
 static int pool_get_stream(struct store *st, const uint64_t *keys, void *const *pages, size_t n,
@@ -1205,7 +1198,7 @@ static void repair(struct store_pool *p, uint64_t now)
 	void *pages[REPAIR_BATCH];
 	for (size_t i = 0; i < m; i++)
 		pages[i] = p->buf + i * SDRSA_PAGE_SIZE;
-	if (fetch(p, key, pages, m, ignore_arrival, NULL, NULL, NULL) < 0)
+	if (fetch(p, key, pages, m, store_arrived_ignore, NULL, NULL, NULL) < 0)
 		return; /* a key lost every copy (logged) or a server failed: next tick */
 	for (unsigned s = 0; s < p->n; s++) {
 		uint64_t k[REPAIR_BATCH];

@@ -194,45 +194,19 @@ static uint8_t *stg_page(struct pager *p, uint32_t slot)
 	return p->stg + (size_t)slot * PAGE;
 }
 
-/* The part of the end-to-end checksum the pager keeps for a stored page. */
-static uint32_t page_sum(const void *data, uint64_t pg)
-{
-	return (uint32_t)sdrsa_page_csum(data, pg * PAGE);
-}
-
 /*
- * A page fetched back must be the copy the pager stored last. libsdrsa has
- * checked that the server sent what it holds; this checks that what it holds
- * is ours and current (not a copy a late write put back, nor another
- * client's data under our key). Anything else stops the guest.
+ * Fetch pages pgs[0..n) into bufs, each of which must be the copy the pager
+ * stored last. libsdrsa has checked that the server sent what it holds;
+ * this checks that what it holds is ours and current (not a copy a late
+ * write put back, nor another client's data under our key): anything else
+ * stops the guest. A store with several copies of a page (a pool) is told
+ * which version is wanted, so that it reads another copy when one is not it;
+ * the checksum compared is the store's when it hands one over.
  */
-static int check_fetched(struct pager *p, uint64_t pg, const void *data)
-{
-	uint32_t got = page_sum(data, pg);
-
-	if (got == p->ssum[pg])
-		return 0;
-	snprintf(p->why, sizeof(p->why),
-		 "guest page %llu came back from the memory server different from the copy "
-		 "stored (checksum %08x, stored %08x)",
-		 (unsigned long long)pg, got, p->ssum[pg]);
-	return -EBADMSG;
-}
-
-static void arrived_any(void *ctx, const size_t *idx, size_t k)
-{
-	(void)ctx;
-	(void)idx;
-	(void)k;
-}
-
-/* Fetch pages pgs[0..n) into bufs and check each (check_fetched). A store
- * with several copies of a page (a pool) is told which version is wanted,
- * so that it reads another copy when one is not it. */
 static int fetch_checked(struct pager *p, const uint64_t *pgs, void *const *bufs, size_t n)
 {
-	const struct store_ops *ops = p->cfg.store->ops;
-	uint64_t keys[1 + PREFETCH_MAX];
+	struct store *s = p->cfg.store;
+	uint64_t keys[1 + PREFETCH_MAX], sums[1 + PREFETCH_MAX];
 	uint32_t want[1 + PREFETCH_MAX];
 	int r;
 
@@ -240,29 +214,19 @@ static int fetch_checked(struct pager *p, const uint64_t *pgs, void *const *bufs
 		keys[i] = pgs[i] * PAGE;
 		want[i] = p->ssum[pgs[i]];
 	}
-	if (ops->get_stream_want)
-		r = ops->get_stream_want(p->cfg.store, keys, want, bufs, n, arrived_any, NULL, NULL);
-	else
-		r = ops->get_many(p->cfg.store, keys, bufs, n);
-	for (size_t i = 0; r == 0 && i < n; i++)
-		r = check_fetched(p, pgs[i], bufs[i]);
-	return r;
-}
+	r = store_get_want(s, keys, want, bufs, n, store_arrived_ignore, NULL, sums);
+	for (size_t i = 0; r == 0 && i < n; i++) {
+		uint32_t got = (uint32_t)(store_fills_csums(s) ? sums[i]
+							       : sdrsa_page_csum(bufs[i], keys[i]));
 
-/* put_many, and csums[i] the checksum of each page stored: from the store
- * when it computed it anyway (libsdrsa's PUT frame), else hashed here. */
-static int put_pages(struct pager *p, const uint64_t *keys, const void *const *pages, size_t n,
-		     int *results, uint64_t *csums)
-{
-	const struct store_ops *ops = p->cfg.store->ops;
-	int r;
-
-	if (ops->put_many_csum)
-		return ops->put_many_csum(p->cfg.store, keys, pages, n, results, csums);
-	r = ops->put_many(p->cfg.store, keys, pages, n, results);
-	for (size_t i = 0; i < n; i++)
-		if (results[i] == 0)
-			csums[i] = sdrsa_page_csum(pages[i], keys[i]);
+		if (got == want[i])
+			continue;
+		snprintf(p->why, sizeof(p->why),
+			 "guest page %llu came back from the memory server different from the "
+			 "copy stored (checksum %08x, stored %08x)",
+			 (unsigned long long)pgs[i], got, want[i]);
+		r = -EBADMSG;
+	}
 	return r;
 }
 
@@ -380,7 +344,7 @@ static int evict_some(struct pager *p, size_t want)
 	if (nsend) {
 		for (i = 0; i < nsend; i++)
 			results[i] = 0;
-		r = put_pages(p, keys, ptrs, nsend, results, sums);
+		r = store_put_csum(p->cfg.store, keys, ptrs, nsend, results, sums);
 		if (r < 0 && r != -ENOSPC && r != -EDQUOT)
 			return r;
 		if (r < 0)
@@ -558,7 +522,7 @@ static int watch_upload(struct pager *p, uint64_t pg)
 			 (unsigned long long)watch_gpa(p, pg));
 		return 0;
 	}
-	r = put_pages(p, &key, &data, 1, &res, &sum);
+	r = store_put_csum(p->cfg.store, &key, &data, 1, &res, &sum);
 	if (r == 0)
 		r = res;
 	if (r == -ENOSPC || r == -EDQUOT) {
