@@ -118,7 +118,8 @@ int pager_new(const struct pager_config *cfg, struct pager **ret)
 	p->stg_free = calloc(p->stage_cap + 1, sizeof(uint32_t));
 	p->bbuf = aligned_alloc(PAGE, BATCH * PAGE);
 	p->fbuf = aligned_alloc(PAGE, (1 + PREFETCH_MAX) * PAGE);
-	if (!p->st || !p->fl || !p->pslot || !p->sslot || !p->ssum || !p->stg_free || !p->bbuf || !p->fbuf)
+	if (!p->st || !p->fl || !p->pslot || !p->sslot || !p->ssum || !p->stg_free || !p->bbuf ||
+	    !p->fbuf)
 		goto out_nomem;
 	if (p->stage_cap) {
 		p->stg = mmap(NULL, (size_t)p->stage_cap * PAGE, PROT_READ | PROT_WRITE,

@@ -107,6 +107,20 @@ static inline void t_server_stop(struct t_server *s)
 	}
 }
 
+/* An engine's log kept for tests that look for a message: cfg.log =
+ * t_log_capture, cfg.log_userdata = a struct t_log. */
+struct t_log {
+	char text[8192];
+};
+
+static inline void t_log_capture(void *ud, int level, const char *msg)
+{
+	struct t_log *l = ud;
+	size_t n = strlen(l->text);
+	(void)level;
+	snprintf(l->text + n, sizeof(l->text) - n, "%s\n", msg);
+}
+
 /* Page content: word 0 = page index, word 1 = version, the rest a hash. */
 static inline void t_fill(void *page, uint64_t idx, uint64_t ver)
 {

@@ -283,14 +283,7 @@ static void stop_servers(void)
 	t_server_stop(&srv2);
 }
 
-static char g_log[8192];
-static void capture_log(void *ud, int level, const char *msg)
-{
-	(void)ud;
-	(void)level;
-	size_t n = strlen(g_log);
-	snprintf(g_log + n, sizeof(g_log) - n, "%s\n", msg);
-}
+static struct t_log g_log;
 
 /* Two servers, two copies of every page. Page 5's copy on the first server
  * and page 6's on the second are overwritten: whichever server the pool
@@ -305,11 +298,12 @@ static void test_pool_bad_replica(void)
 		.replicas = 2,
 		.name = "e2epool",
 		.local_bytes = BUDGET_PAGES * PG,
-		.log = capture_log,
+		.log = t_log_capture,
+		.log_userdata = &g_log,
 	};
 	struct sdrsa_engine *e;
 	struct sdrsa_region *rg;
-	g_log[0] = 0;
+	g_log.text[0] = 0;
 	unsigned char *m = filled_region(&cfg, &e, &rg);
 	uint64_t k5, k6;
 	CHECK(engine_page_key(e, (uintptr_t)(m + 5 * PG), &k5) == 0);
@@ -325,7 +319,7 @@ static void test_pool_bad_replica(void)
 		(unsigned long long)st.copies_bad, (unsigned long long)st.pages_mismatched);
 	CHECK(st.copies_bad >= 1 && st.copies_bad <= 2);
 	CHECK_EQ(st.pages_mismatched, 0);
-	CHECK(strstr(g_log, "that is not the version stored") != NULL);
+	CHECK(strstr(g_log.text, "that is not the version stored") != NULL);
 	char line[2048];
 	CHECK(sdrsa_engine_format_stats(&st, 1, line, sizeof(line)) > 0);
 	CHECK(strstr(line, "\"copies_bad\":") != NULL);

@@ -235,14 +235,7 @@ static void test_store_failure(void)
 	close(errp[0]);
 }
 
-static char g_log[4096];
-static void capture_log(void *ud, int level, const char *msg)
-{
-	(void)ud;
-	(void)level;
-	size_t n = strlen(g_log);
-	snprintf(g_log + n, sizeof(g_log) - n, "%s\n", msg);
-}
+static struct t_log g_log;
 
 /* The server's pool is full (or the quota reached) while evicting: the
  * pages stay local over the budget with a warning, no data is lost, and
@@ -253,12 +246,13 @@ static void test_store_full(void)
 	CHECK(store_mem_new(&s) == 0);
 	struct sdrsa_engine_config cfg = {
 		.local_bytes = BUDGET_PAGES * PG,
-		.log = capture_log,
+		.log = t_log_capture,
+		.log_userdata = &g_log,
 	};
 	struct sdrsa_engine *e;
 	CHECK(engine_new_with_store(&cfg, s, &e) == 0);
 	store_mem_set_capacity(s, NPAGES / 4);
-	g_log[0] = 0;
+	g_log.text[0] = 0;
 	struct sdrsa_region *rg;
 	CHECK(sdrsa_region_new(e, NPAGES * PG, &rg) == 0);
 	unsigned char *m = sdrsa_region_addr(rg);
@@ -269,7 +263,7 @@ static void test_store_full(void)
 	CHECK(a.store_refusals > 0);
 	CHECK(a.resident + a.staged > BUDGET_PAGES); /* over budget, as announced */
 	CHECK_EQ(store_mem_count(s), NPAGES / 4);
-	CHECK(strstr(g_log, "refused pages (pool full)") != NULL);
+	CHECK(strstr(g_log.text, "refused pages (pool full)") != NULL);
 	for (unsigned i = 0; i < NPAGES; i++)
 		CHECK(t_check(m + (size_t)i * PG, i, 6) == 0);
 	/* The server takes pages again: after the backoff the engine gets
@@ -287,7 +281,7 @@ static void test_store_full(void)
 			CHECK(t_check(m + (size_t)i * PG, i, 6) == 0);
 	st(e, &a);
 	CHECK(a.resident + a.staged <= BUDGET_PAGES);
-	CHECK(strstr(g_log, "takes pages again") != NULL);
+	CHECK(strstr(g_log.text, "takes pages again") != NULL);
 	sdrsa_region_free(rg);
 	CHECK_EQ(store_mem_count(s), 0);
 	sdrsa_engine_free(e);

@@ -63,23 +63,20 @@ int main(void)
 {
 	struct vm *vm = NULL;
 	struct vm_proc srv = {.pid = 0, .out_fd = -1};
-	char why[512], addr[64], name[64], ns[80], prefix[1024], line[1024], rundir[256] = "";
+	char addr[64], name[64], ns[80], prefix[1024], line[1024], rundir[256] = "";
 	char run[128];
 	struct vm_memloop ml;
 	int rc = VM_PASS, st, r, lines = 0;
 	long n;
 
-	if (vm_agent_available(why, sizeof(why)) < 0)
-		return vm_skip("%s", why);
-	if (vm_memloop_init(&ml, ROUNDS, SIZE_MB, SEED, KEEP) < 0)
-		return vm_skip("cannot compute md5 on the host (md5sum missing?)");
-	if (vm_agent_rundir(rundir, sizeof(rundir)) < 0)
-		return vm_skip("cannot make a control directory in /tmp");
+	rc = vm_agent_memloop_prepare(&ml, ROUNDS, SIZE_MB, SEED, KEEP, rundir, sizeof(rundir));
+	if (rc != VM_PASS)
+		return rc;
 	VM_CHECK(vm_server_start(&srv, addr, sizeof(addr)) == 0, "the memory server did not start");
 	snprintf(name, sizeof(name), "badcopy%d", (int)getpid());
 	snprintf(ns, sizeof(ns), "vm-%s", name);
-	snprintf(prefix, sizeof(prefix), "%s vm %s --server %s --local 32M --", vm_agent_bin(), name,
-		 addr);
+	snprintf(prefix, sizeof(prefix), "%s vm %s --server %s --local 32M --", vm_agent_bin(),
+		 name, addr);
 	vm_memloop_cmd(&ml, run, sizeof(run));
 	VM_CHECK(vm_agent_boot(prefix, run, NULL, &vm, NULL, 0) == 0,
 		 "the guest did not start under the agent");
@@ -99,8 +96,10 @@ int main(void)
 		if (strstr(line, "SDRSA-GUEST: memloop ")) {
 			lines++;
 			VM_CHECK(vm_memloop_line(&ml, line) >= 0,
-				 "the guest printed a wrong result after its pages were overwritten");
-			VM_CHECK(!strstr(line, "done"), "the memory loop ended without the agent noticing");
+				 "the guest printed a wrong result after its pages were "
+				 "overwritten");
+			VM_CHECK(!strstr(line, "done"),
+				 "the memory loop ended without the agent noticing");
 			continue;
 		}
 		if (strstr(line, "came back from the memory server different from the copy stored"))

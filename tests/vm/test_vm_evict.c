@@ -40,18 +40,15 @@ int main(void)
 {
 	struct vm *vm = NULL;
 	struct vm_proc srv = {.pid = 0, .out_fd = -1};
-	char why[512], addr[64], name[64], prefix[1024], line[1024], rundir[256] = "", run[128];
+	char addr[64], name[64], prefix[1024], line[1024], rundir[256] = "", run[128];
 	char out[8192];
 	struct vm_memloop ml;
 	int rc = VM_PASS, st, r;
 	long long in, sent;
 
-	if (vm_agent_available(why, sizeof(why)) < 0)
-		return vm_skip("%s", why);
-	if (vm_memloop_init(&ml, ROUNDS, SIZE_MB, SEED, KEEP) < 0)
-		return vm_skip("cannot compute md5 on the host (md5sum missing?)");
-	if (vm_agent_rundir(rundir, sizeof(rundir)) < 0)
-		return vm_skip("cannot make a control directory in /tmp");
+	rc = vm_agent_memloop_prepare(&ml, ROUNDS, SIZE_MB, SEED, KEEP, rundir, sizeof(rundir));
+	if (rc != VM_PASS)
+		return rc;
 	VM_CHECK(vm_server_start(&srv, addr, sizeof(addr)) == 0, "the memory server did not start");
 	snprintf(name, sizeof(name), "evict%d", (int)getpid());
 	snprintf(prefix, sizeof(prefix), "%s vm %s --server %s --local 32M --stats --",

@@ -30,19 +30,16 @@ int main(void)
 {
 	struct vm *vm = NULL;
 	struct vm_proc srv[NSRV];
-	char why[512], addr[NSRV][64], name[64], prefix[1024], line[1024], rundir[256] = "";
+	char addr[NSRV][64], name[64], prefix[1024], line[1024], rundir[256] = "";
 	char run[128];
 	struct vm_memloop ml;
 	int rc = VM_PASS, st, r = 0, i, killed = 0, down = 0;
 
 	for (i = 0; i < NSRV; i++)
 		srv[i] = (struct vm_proc){.pid = 0, .out_fd = -1};
-	if (vm_agent_available(why, sizeof(why)) < 0)
-		return vm_skip("%s", why);
-	if (vm_memloop_init(&ml, ROUNDS, SIZE_MB, SEED, KEEP) < 0)
-		return vm_skip("cannot compute md5 on the host (md5sum missing?)");
-	if (vm_agent_rundir(rundir, sizeof(rundir)) < 0)
-		return vm_skip("cannot make a control directory in /tmp");
+	rc = vm_agent_memloop_prepare(&ml, ROUNDS, SIZE_MB, SEED, KEEP, rundir, sizeof(rundir));
+	if (rc != VM_PASS)
+		return rc;
 	for (i = 0; i < NSRV; i++)
 		VM_CHECK(vm_server_start(&srv[i], addr[i], sizeof(addr[i])) == 0,
 			 "memory server %d did not start", i);

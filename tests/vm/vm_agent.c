@@ -330,3 +330,17 @@ int vm_agent_boot(const char *prefix, const char *run, const char *after, struct
 		vm_log("the agent did not start QEMU");
 	return r;
 }
+
+int vm_agent_memloop_prepare(struct vm_memloop *ml, unsigned rounds, unsigned size_mb,
+			     uint64_t seed, unsigned keep, char *rundir, size_t len)
+{
+	char why[512];
+
+	if (vm_agent_available(why, sizeof(why)) < 0)
+		return vm_skip("%s", why);
+	if (vm_memloop_init(ml, rounds, size_mb, seed, keep) < 0)
+		return vm_skip("cannot compute md5 on the host (md5sum missing?)");
+	if (vm_agent_rundir(rundir, len) < 0)
+		return vm_skip("cannot make a control directory in /tmp");
+	return 0;
+}

@@ -18,6 +18,7 @@
 #define SDRSA_TEST_VM_AGENT_H
 
 #include <stddef.h>
+#include <stdint.h>
 #include <sys/types.h>
 
 struct vm_proc {
@@ -66,6 +67,14 @@ struct vm;
  * -errno with the reason logged. */
 int vm_agent_boot(const char *prefix, const char *run, const char *after, struct vm **vm,
 		  char *line, size_t len);
+
+struct vm_memloop;
+/* What an agent test running the guest's memory loop checks first: the agent
+ * is built, the loop's md5s are computed on the host (vm_memloop_init) and
+ * a control directory is made (vm_agent_rundir, into rundir). 0, or the
+ * test's exit status after vm_skip (a failure with CI). */
+int vm_agent_memloop_prepare(struct vm_memloop *ml, unsigned rounds, unsigned size_mb,
+			     uint64_t seed, unsigned keep, char *rundir, size_t len);
 
 /* The "QEMU pid N" the agent prints at start, from a console line. */
 pid_t vm_agent_qemu_pid(const char *line);
