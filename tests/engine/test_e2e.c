@@ -31,9 +31,7 @@
 #include <sdrsa/client.h>
 #include <sdrsa/engine.h>
 
-#include "engine/engine_internal.h"
-#include "engine/store.h"
-#include "etest.h"
+#include "etest_mem.h"
 
 #define PG 4096u
 #define BUDGET_PAGES 256u
@@ -41,21 +39,12 @@
 
 static struct sdrsa_engine *mk_mem(struct store **sp, int no_prefetch)
 {
-	struct store *s;
-	CHECK(store_mem_new(&s) == 0);
-	store_mem_keep_old(s, 1);
 	struct sdrsa_engine_config cfg = {
 		.local_bytes = BUDGET_PAGES * PG,
 		.no_prefetch = no_prefetch,
 	};
-	struct sdrsa_engine *e;
-	int r = engine_new_with_store(&cfg, s, &e);
-	if (r == -ENOSYS) {
-		fprintf(stderr, "skip: userfaultfd lacks a needed feature\n");
-		exit(T_SKIP);
-	}
-	CHECK(r == 0);
-	*sp = s;
+	struct sdrsa_engine *e = t_engine_mem(&cfg, sp);
+	store_mem_keep_old(*sp, 1);
 	return e;
 }
 

@@ -11,9 +11,7 @@
 
 #include <sdrsa/engine.h>
 
-#include "engine/engine_internal.h"
-#include "engine/store.h"
-#include "etest.h"
+#include "etest_mem.h"
 
 #define PG 4096u
 #define BUDGET_PAGES 256u
@@ -21,21 +19,11 @@
 
 static struct sdrsa_engine *mk(struct store **sp, enum sdrsa_engine_policy pol)
 {
-	struct store *s;
-	CHECK(store_mem_new(&s) == 0);
 	struct sdrsa_engine_config cfg = {
 		.local_bytes = BUDGET_PAGES * PG,
 		.policy = pol,
 	};
-	struct sdrsa_engine *e;
-	int r = engine_new_with_store(&cfg, s, &e);
-	if (r == -ENOSYS) {
-		fprintf(stderr, "skip: userfaultfd lacks a needed feature\n");
-		exit(T_SKIP);
-	}
-	CHECK(r == 0);
-	*sp = s;
-	return e;
+	return t_engine_mem(&cfg, sp);
 }
 
 static void st(struct sdrsa_engine *e, struct sdrsa_engine_stats *s)

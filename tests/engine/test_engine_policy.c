@@ -10,30 +10,19 @@
 
 #include <sdrsa/engine.h>
 
-#include "engine/engine_internal.h"
-#include "engine/store.h"
-#include "etest.h"
+#include "etest_mem.h"
 
 #define PG 4096u
 
 static struct sdrsa_engine *mk(enum sdrsa_engine_policy pol, enum sdrsa_engine_prefetch pf,
 			       unsigned budget_pages)
 {
-	struct store *s;
-	CHECK(store_mem_new(&s) == 0);
 	struct sdrsa_engine_config cfg = {
 		.local_bytes = (uint64_t)budget_pages * PG,
 		.policy = pol,
 		.prefetch = pf,
 	};
-	struct sdrsa_engine *e;
-	int r = engine_new_with_store(&cfg, s, &e);
-	if (r == -ENOSYS || r == -EPERM) {
-		fprintf(stderr, "skip: userfaultfd: %s\n", strerror(-r));
-		exit(getenv("CI") ? T_FAIL : T_SKIP);
-	}
-	CHECK(r == 0);
-	return e;
+	return t_engine_mem(&cfg, NULL);
 }
 
 static uint64_t rng = 12345;

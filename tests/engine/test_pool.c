@@ -330,7 +330,7 @@ static struct sdrsa_engine *pool_engine(const char *name, unsigned replicas, uns
 	int r = sdrsa_engine_new(&cfg, &e);
 	if (r < 0) {
 		fprintf(stderr, "engine: %s\n", strerror(-r));
-		exit(r == -ENOSYS ? T_SKIP : T_FAIL);
+		exit(r == -ENOSYS ? t_skip_status() : T_FAIL);
 	}
 	return e;
 }

@@ -162,7 +162,7 @@ int main(int argc, char **argv)
 		int r = sdrsa_engine_new(&cfg, &e);
 		if (r < 0) {
 			fprintf(stderr, "engine on memcached %s: %s\n", bin, strerror(-r));
-			return r == -ENOSYS ? T_SKIP : T_FAIL;
+			return r == -ENOSYS ? t_skip_status() : T_FAIL;
 		}
 	} else {
 		CHECK(bin != NULL);
@@ -175,7 +175,7 @@ int main(int argc, char **argv)
 		if (r < 0) {
 			fprintf(stderr, "engine: %s\n", strerror(-r));
 			t_server_stop(&srv);
-			return r == -ENOSYS ? T_SKIP : T_FAIL;
+			return r == -ENOSYS ? t_skip_status() : T_FAIL;
 		}
 	}
 	struct sdrsa_region *rg;
